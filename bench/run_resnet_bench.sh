@@ -1,0 +1,76 @@
+#!/bin/sh
+# ResNet-18 benchmark: C (bench/resnet_bench.c) beside PyTorch 1.13 (bench/resnet_bench_torch.py),
+# measured in the same run with the same thread count, under OPENBLAS_CORETYPE=Haswell (this
+# environment's default, which picks a slower sgemm kernel on AVX-512 CPUs) and with it unset
+# (OpenBLAS auto-detection). Prints images/s with ratios, model GFLOP/s vs the sgemm peak, and
+# peak RSS of a training step at batch 256, 96 px.
+#
+# usage: bench/run_resnet_bench.sh [BUILD_DIR [THREADS [SIZES]]]   (default build 2 64,96,224)
+# env: SS_PYTHON (default /usr/bin/python3), MIN_TIME (seconds per figure, default 1)
+set -e
+here=$(cd "$(dirname "$0")" && pwd)
+build=${1:-$here/../build}
+threads=${2:-2}
+sizes=${3:-64,96,224}
+py=${SS_PYTHON:-/usr/bin/python3}
+min=${MIN_TIME:-1}
+exe=$build/bench/resnet_bench
+[ -x "$exe" ] || { echo "run_resnet_bench: $exe not built (cmake --build $build --target resnet_bench)" >&2; exit 2; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+have_torch=1
+"$py" -c "import torch, torchvision" 2>/dev/null || have_torch=0
+# torch threads: intra-op OpenMP pool (set_num_threads) and its BLAS pool
+export OPENBLAS_NUM_THREADS=$threads OMP_NUM_THREADS=$threads
+
+run_pair() { # $1 = label, rest = env assignment or -u VAR
+    label=$1; shift
+    env "$@" "$exe" --threads "$threads" --sizes "$sizes" --min-time "$min" > "$tmp/c.$label"
+    if [ $have_torch = 1 ]; then
+        env "$@" "$py" "$here/resnet_bench_torch.py" --threads "$threads" --sizes "$sizes" \
+            --min-time "$min" > "$tmp/t.$label"
+    else
+        : > "$tmp/t.$label"
+    fi
+    awk -v label="$label" '
+        FNR == NR { if ($1 == "infer" || $1 == "train") t[$1 " " $2] = $3; next }
+        $1 == "corename" { core = $2 } $1 == "threads" { thr = $2 } $1 == "sgemm_gflops" { peak = $2 }
+        $1 == "infer" || $1 == "train" {
+            k = $1 " " $2; c[k] = $3; order[++n] = k
+            if ($1 == "infer") gf[$2] = $4
+        }
+        END {
+            printf "\n== %s: OpenBLAS kernel %s, %d threads, cblas_sgemm peak %.1f GFLOP/s ==\n", label, core, thr, peak
+            printf "%-18s %10s %12s %7s %8s\n", "ResNet-18 (b=32)", "C img/s", "torch img/s", "ratio", "target"
+            for (i = 1; i <= n; i++) {
+                k = order[i]; split(k, p, " ")
+                tgt = p[2] >= 224 ? "1.0x" : (p[1] == "infer" ? "2.0x" : "1.5x")
+                if (k in t && t[k] > 0)
+                    printf "%-18s %10.1f %12.1f %6.2fx %8s\n", p[1] " " p[2] " px", c[k], t[k], c[k] / t[k], tgt
+                else
+                    printf "%-18s %10.1f %12s %7s %8s\n", p[1] " " p[2] " px", c[k], "-", "-", tgt
+            }
+            for (i = 1; i <= n; i++) {
+                split(order[i], p, " ")
+                if (p[1] == "infer")
+                    printf "inference %4d px: %.1f GFLOP/s of conv+fc work = %.0f%% of the sgemm peak\n", p[2], gf[p[2]], 100 * gf[p[2]] / peak
+            }
+        }' "$tmp/t.$label" "$tmp/c.$label"
+}
+
+echo "slidestream ResNet-18 benchmark ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg))"
+[ $have_torch = 1 ] || echo "(PyTorch not importable by $py: C figures only)"
+run_pair "OPENBLAS_CORETYPE=Haswell" OPENBLAS_CORETYPE=Haswell
+run_pair "OPENBLAS_CORETYPE unset" -u OPENBLAS_CORETYPE
+
+echo
+echo "== peak memory of one training step, batch 256, 96 px =="
+env -u OPENBLAS_CORETYPE "$exe" --memory --threads "$threads" > "$tmp/mem.c"
+crss=$(awk '$1 == "rss_mb" { print $2 }' "$tmp/mem.c")
+model=$(awk '$1 == "model_mb" { print $2 }' "$tmp/mem.c")
+trss=-
+if [ $have_torch = 1 ]; then
+    env -u OPENBLAS_CORETYPE "$py" "$here/resnet_bench_torch.py" --memory --threads "$threads" > "$tmp/mem.t"
+    trss=$(awk '$1 == "rss_mb" { print $2 }' "$tmp/mem.t")
+fi
+echo "C: peak RSS $crss MB (model allocations $model MB); PyTorch: peak RSS $trss MB"

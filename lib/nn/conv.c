@@ -1,0 +1,555 @@
+/* Conv2d forward/backward: im2col + sgemm with a wide N dimension (columns = image × output
+ * pixel over the batch), so the 2×2 … 7×7 planes of late ResNet layers still make good sgemms.
+ *
+ * Layouts (K = cin*kh*kw, P = ho*wo):
+ *   cols  [K, ncols]     row k = (ci, ky, kx), column = (image, oy, ox)
+ *   C / D [cout, ncols]  sgemm result / gathered dout, scattered to / from NCHW
+ * Forward:  tasks of nb columns over the whole batch; each task does im2col into its thread's
+ *           slot of `work`, C = W[cout, K] · cols, and scatters C into out with the fused
+ *           epilogue (bias, residual, ReLU). No barriers; dynamic schedule.
+ * Backward: per chunk of images (bounded scratch): D = gather(dout), cols = im2col(in);
+ *           dW += D · cols^T split over blocks of dW columns; cols := W^T · D split over column
+ *           blocks; col2im plane by plane into din.
+ * 1×1 stride-1 convs with a large plane skip im2col: sgemms straight on the NCHW tensors.
+ *
+ * Threading: one OpenMP region per call; OpenBLAS runs single-threaded inside it (see sgemm.c).
+ * Task extents depend only on the shape and the CPU count, and every output element is reduced
+ * inside one sgemm call, so results do not depend on the thread count or on the schedule.
+ */
+#include "slidestream/error.h"
+#include "nn_internal.h"
+
+#include <omp.h>
+#include <string.h>
+
+/* Scratch budget per chunk in floats (32 MiB): large enough that the sgemm N dimension is wide
+ * for every ResNet layer at batch 32, small enough that batch 256 does not blow up memory. */
+#define CONV_WORK_CAP_DEFAULT ((size_t)1 << 23)
+static size_t conv_work_cap = CONV_WORK_CAP_DEFAULT;
+
+void ss_conv2d_set_work_cap(size_t floats)
+{
+    conv_work_cap = floats ? floats : CONV_WORK_CAP_DEFAULT;
+}
+/* A 1×1 stride-1 conv goes per image (no im2col) when one image's plane is at least this wide. */
+#define CONV_1X1_DIRECT_MIN_P 1024
+
+int ss_conv2d_init2(ss_conv2d_t *c, int n, int cin, int h, int w, int cout, int kh, int kw,
+                    int sh, int sw, int ph, int pw)
+{
+    if (n < 1 || cin < 1 || h < 1 || w < 1 || cout < 1 || kh < 1 || kw < 1)
+        return ss_error("nn", "conv2d: bad shape n=%d cin=%d h=%d w=%d cout=%d k=%dx%d", n, cin,
+                        h, w, cout, kh, kw);
+    if (sh < 1 || sw < 1 || ph < 0 || pw < 0)
+        return ss_error("nn", "conv2d: bad stride %dx%d or padding %dx%d", sh, sw, ph, pw);
+    int ho = (h + 2 * ph - kh) / sh + 1, wo = (w + 2 * pw - kw) / sw + 1;
+    if (h + 2 * ph < kh || w + 2 * pw < kw || ho < 1 || wo < 1)
+        return ss_error("nn", "conv2d: kernel %dx%d larger than padded input %dx%d", kh, kw,
+                        h + 2 * ph, w + 2 * pw);
+    *c = (ss_conv2d_t){.n = n, .cin = cin, .h = h, .w = w, .cout = cout, .kh = kh, .kw = kw,
+                       .sh = sh, .sw = sw, .ph = ph, .pw = pw, .ho = ho, .wo = wo};
+    return 0;
+}
+
+int ss_conv2d_init(ss_conv2d_t *c, int n, int cin, int h, int w, int cout, int kh, int kw,
+                   int stride, int pad)
+{
+    return ss_conv2d_init2(c, n, cin, h, w, cout, kh, kw, stride, stride, pad, pad);
+}
+
+static size_t conv_k(const ss_conv2d_t *c)
+{
+    return (size_t)c->cin * c->kh * c->kw;
+}
+
+static size_t conv_p(const ss_conv2d_t *c)
+{
+    return (size_t)c->ho * c->wo;
+}
+
+static int conv_direct_1x1(const ss_conv2d_t *c)
+{
+    return c->kh == 1 && c->kw == 1 && c->sh == 1 && c->sw == 1 && c->ph == 0 && c->pw == 0 &&
+           conv_p(c) >= CONV_1X1_DIRECT_MIN_P;
+}
+
+/* Images per chunk: as many as fit CONV_WORK_CAP (at least one). Depends on the shape only. */
+static int conv_chunk(const ss_conv2d_t *c)
+{
+    size_t per_image = (conv_k(c) + (size_t)c->cout) * conv_p(c);
+    size_t nc = conv_work_cap / per_image;
+    if (nc < 1)
+        nc = 1;
+    if (nc > (size_t)c->n)
+        nc = (size_t)c->n;
+    return (int)nc;
+}
+
+/* Worker slots: per-thread scratch in the forward pass. Fixed for the process (the CPUs we may
+ * run on), so workspace sizes queried early stay valid; regions use at most this many threads. */
+static int conv_slots(void)
+{
+    int p = omp_get_num_procs();
+    return p > 0 ? p : 1;
+}
+
+static int conv_threads(void)
+{
+    int t = omp_get_max_threads(), s = conv_slots();
+    return t < s ? t : s;
+}
+
+static int round16(long x)
+{
+    return (int)((x + 15) / 16 * 16);
+}
+
+static int clampi(int x, int lo, int hi)
+{
+    return x < lo ? lo : x > hi ? hi : x;
+}
+
+/* Output columns per forward task: a few tasks per slot for dynamic balancing (a busy machine
+ * may stall one thread), at least 64 so sgemm stays efficient, at most 2048 so the im2col block
+ * stays in cache. Depends on the shape and slot count only, never on the live thread count. */
+static int conv_fwd_nb(const ss_conv2d_t *c)
+{
+    long total = (long)c->n * (long)conv_p(c);
+    return clampi(round16((total + 3L * conv_slots() - 1) / (3L * conv_slots())), 64, 2048);
+}
+
+size_t ss_conv2d_forward_workspace(const ss_conv2d_t *c)
+{
+    if (conv_direct_1x1(c))
+        return 0;
+    return (size_t)conv_slots() * (conv_k(c) + (size_t)c->cout) * (size_t)conv_fwd_nb(c);
+}
+
+size_t ss_conv2d_backward_workspace(const ss_conv2d_t *c)
+{
+    if (conv_direct_1x1(c))
+        return 0;
+    return (size_t)conv_chunk(c) * (conv_k(c) + (size_t)c->cout) * conv_p(c);
+}
+
+/* Valid output column range [*lo, *hi) for kernel column offset kx: ix = ox*s - p + kx in [0, w). */
+static void conv_valid_range(int wo, int w, int s, int p, int kx, int *lo, int *hi)
+{
+    int a = p - kx; /* need ox*s >= a */
+    int l = a <= 0 ? 0 : (a + s - 1) / s;
+    int b = w + p - kx; /* need ox*s < b */
+    int u = b <= 0 ? 0 : (b + s - 1) / s;
+    if (u > wo)
+        u = wo;
+    if (l > u)
+        l = u;
+    *lo = l;
+    *hi = u;
+}
+
+static inline int imin(int a, int b)
+{
+    return a < b ? a : b;
+}
+
+static inline int imax(int a, int b)
+{
+    return a > b ? a : b;
+}
+
+/* cols[k, col] for every row k and the columns [c0, c1) of a chunk that starts at image n0;
+ * a column is (image, oy, ox), so a range may start or end inside an image or an output row. */
+static void im2col_cols(const ss_conv2d_t *c, float *cols, size_t ldc, int cbase,
+                        const float *in, int n0, int c0, int c1)
+{
+    const int K = (int)conv_k(c), khw = c->kh * c->kw, wo = c->wo, sw = c->sw;
+    const int P = (int)conv_p(c);
+    const size_t plane = (size_t)c->h * c->w;
+    if (c1 <= c0)
+        return;
+    /* Position of c0, decoded once; the walk below only increments. */
+    const int i_start = c0 / P, oy_start = (c0 % P) / wo, ox_start = (c0 % P) % wo;
+    for (int k = 0; k < K; k++) {
+        const int ci = k / khw, ky = (k % khw) / c->kw, kx = k % c->kw;
+        int lo, hi;
+        conv_valid_range(wo, c->w, sw, c->pw, kx, &lo, &hi);
+        float *dst = cols + (size_t)k * ldc - cbase + c0 - ox_start; /* indexed by ox */
+        int i = i_start, oy = oy_start, ox0 = ox_start, left = c1 - c0;
+        const float *src_plane = in + ((size_t)(n0 + i) * c->cin + ci) * plane;
+        while (left > 0) {
+            const int ox1 = ox0 + left < wo ? ox0 + left : wo;
+            const int iy = oy * c->sh - c->ph + ky;
+            if (iy < 0 || iy >= c->h) {
+                for (int ox = ox0; ox < ox1; ox++)
+                    dst[ox] = 0.0f;
+            } else {
+                const float *src = src_plane + (size_t)iy * c->w - c->pw + kx;
+                const int a = imin(imax(ox0, lo), ox1), b = imax(imin(ox1, hi), a);
+                for (int ox = ox0; ox < a; ox++)
+                    dst[ox] = 0.0f;
+                if (sw == 1) {
+                    for (int ox = a; ox < b; ox++)
+                        dst[ox] = src[ox];
+                } else {
+                    for (int ox = a; ox < b; ox++)
+                        dst[ox] = src[(size_t)ox * sw];
+                }
+                for (int ox = b; ox < ox1; ox++)
+                    dst[ox] = 0.0f;
+            }
+            left -= ox1 - ox0;
+            dst += wo;
+            ox0 = 0;
+            if (++oy == c->ho) {
+                oy = 0;
+                i++;
+                src_plane += (size_t)c->cin * plane;
+            }
+        }
+    }
+}
+
+/* din images n0.. = col2im(cols[K, nc*P]), parallel over (image, ci) planes: each plane is owned
+ * by one thread, so the scatter-add has no races and a fixed order. Call from a parallel region. */
+static void col2im_planes(const ss_conv2d_t *c, float *din, const float *cols, int n0, int nc)
+{
+    const int khw = c->kh * c->kw, cin = c->cin;
+    const size_t P = conv_p(c), ncols = (size_t)nc * P, plane = (size_t)c->h * c->w;
+#pragma omp for collapse(2) schedule(dynamic, 8)
+    for (int i = 0; i < nc; i++) {
+        for (int ci = 0; ci < cin; ci++) {
+            float *dst_plane = din + ((size_t)(n0 + i) * cin + ci) * plane;
+            memset(dst_plane, 0, sizeof(float) * plane);
+            for (int ky = 0; ky < c->kh; ky++) {
+                for (int kx = 0; kx < c->kw; kx++) {
+                    int lo, hi;
+                    conv_valid_range(c->wo, c->w, c->sw, c->pw, kx, &lo, &hi);
+                    const float *row = cols + (size_t)(ci * khw + ky * c->kw + kx) * ncols +
+                                       (size_t)i * P;
+                    for (int oy = 0; oy < c->ho; oy++) {
+                        int iy = oy * c->sh - c->ph + ky;
+                        if (iy < 0 || iy >= c->h)
+                            continue;
+                        const float *src = row + (size_t)oy * c->wo;
+                        float *dst = dst_plane + (size_t)iy * c->w - c->pw + kx;
+                        if (c->sw == 1) {
+                            for (int ox = lo; ox < hi; ox++)
+                                dst[ox] += src[ox];
+                        } else {
+                            const int s = c->sw;
+                            for (int ox = lo; ox < hi; ox++)
+                                dst[(size_t)ox * s] += src[ox];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* out = epilogue(C[:, c0..c1)) for the columns [c0, c1) of the chunk at image n0:
+ * + bias, + residual, ReLU. residual may alias out (same element read, then written). */
+static void conv_scatter_cols(const ss_conv2d_t *c, float *out, const float *C, size_t ldc,
+                              int cbase, const float *bias, const float *residual, int relu,
+                              int n0, int c0, int c1)
+{
+    const int cout = c->cout, P = (int)conv_p(c);
+    for (int co = 0; co < cout; co++) {
+        const float b = bias ? bias[co] : 0.0f;
+        for (int col = c0; col < c1;) {
+            const int i = col / P, p0 = col % P, len = imin(P - p0, c1 - col);
+            const float *src = C + (size_t)co * ldc + (col - cbase);
+            const size_t off = ((size_t)(n0 + i) * cout + co) * P + p0;
+            float *dst = out + off;
+            if (residual) {
+                const float *res = residual + off;
+                for (int p = 0; p < len; p++) {
+                    float v = src[p] + b + res[p];
+                    dst[p] = (relu && v < 0.0f) ? 0.0f : v;
+                }
+            } else if (relu) {
+                for (int p = 0; p < len; p++) {
+                    float v = src[p] + b;
+                    dst[p] = v > 0.0f ? v : 0.0f;
+                }
+            } else {
+                for (int p = 0; p < len; p++)
+                    dst[p] = src[p] + b;
+            }
+            col += len;
+        }
+    }
+}
+
+/* D[co, c0..c1) = dout of the chunk at image n0, rearranged channel-major. */
+static void conv_gather_cols(const ss_conv2d_t *c, float *D, size_t ldd, const float *dout, int n0,
+                             int c0, int c1)
+{
+    const int cout = c->cout, P = (int)conv_p(c);
+    for (int co = 0; co < cout; co++)
+        for (int col = c0; col < c1;) {
+            const int i = col / P, p0 = col % P, len = imin(P - p0, c1 - col);
+            memcpy(D + (size_t)co * ldd + col, dout + ((size_t)(n0 + i) * cout + co) * P + p0,
+                   sizeof(float) * (size_t)len);
+            col += len;
+        }
+}
+
+/* 1×1 stride-1 conv with a large plane, straight on NCHW: out[i][:, lo:hi] = W · in[i][:, lo:hi].
+ * Tasks are (image, column block) so a batch of one still uses every thread. */
+static void conv_forward_1x1(const ss_conv2d_t *c, float *out, const float *in,
+                             const float *weight, const float *bias, const float *residual,
+                             int relu)
+{
+    const int cin = c->cin, cout = c->cout, P = (int)conv_p(c), n = c->n;
+#pragma omp parallel
+    {
+        const int T = omp_get_num_threads();
+        const int splits = n >= T ? 1 : (T + n - 1) / n;
+#pragma omp for schedule(dynamic, 1)
+        for (int task = 0; task < n * splits; task++) {
+            const int i = task / splits;
+            int lo, hi;
+            ss_nn_split(P, splits, task % splits, 16, &lo, &hi);
+            if (hi <= lo)
+                continue;
+            float *o = out + (size_t)i * cout * P;
+            /* A residual aliasing out is already in place: accumulate onto it. */
+            const int in_place = residual == out;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, hi - lo, cin, 1.0f,
+                        weight, cin, in + (size_t)i * cin * P + lo, P, in_place ? 1.0f : 0.0f,
+                        o + lo, P);
+            if (bias || relu || (residual && !in_place)) {
+                const float *res = (residual && !in_place) ? residual + (size_t)i * cout * P : NULL;
+                for (int co = 0; co < cout; co++) {
+                    const float b = bias ? bias[co] : 0.0f;
+                    float *d = o + (size_t)co * P;
+                    const float *r = res ? res + (size_t)co * P : NULL;
+                    for (int p = lo; p < hi; p++) {
+                        float v = d[p] + b + (r ? r[p] : 0.0f);
+                        d[p] = (relu && v < 0.0f) ? 0.0f : v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+void ss_conv2d_forward_fused(const ss_conv2d_t *c, float *out, const float *in,
+                             const float *weight, const float *bias, const float *residual,
+                             int relu, float *work)
+{
+    ss_nn_blas_single();
+    if (conv_direct_1x1(c)) {
+        conv_forward_1x1(c, out, in, weight, bias, residual, relu);
+        return;
+    }
+    const int K = (int)conv_k(c), cout = c->cout, total = c->n * (int)conv_p(c);
+    const int nb = conv_fwd_nb(c), ntasks = (total + nb - 1) / nb;
+    /* Each task is a block of output columns (image, oy, ox) of the whole batch: im2col into the
+     * thread's slot, one sgemm, epilogue; no barrier, dynamically scheduled. */
+#pragma omp parallel num_threads(conv_threads())
+    {
+        float *cols = work + (size_t)omp_get_thread_num() * (K + cout) * nb;
+        float *C = cols + (size_t)K * nb;
+#pragma omp for schedule(dynamic, 1)
+        for (int task = 0; task < ntasks; task++) {
+            const int b0 = task * nb, b1 = imin(total, b0 + nb), w = b1 - b0;
+            im2col_cols(c, cols, (size_t)w, b0, in, 0, b0, b1);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, w, K, 1.0f, weight, K,
+                        cols, w, 0.0f, C, w);
+            conv_scatter_cols(c, out, C, (size_t)w, b0, bias, residual, relu, 0, b0, b1);
+        }
+    }
+}
+
+void ss_conv2d_forward(const ss_conv2d_t *c, float *out, const float *in, const float *weight,
+                       const float *bias, float *work)
+{
+    ss_conv2d_forward_fused(c, out, in, weight, bias, NULL, 0, work);
+}
+
+/* dbias[co] += sum over images and plane of dout (per channel, double, fixed order). */
+static void conv_bias_grad(const ss_conv2d_t *c, float *dbias, const float *dout)
+{
+    const int n = c->n, cout = c->cout;
+    const size_t P = conv_p(c);
+#pragma omp parallel for schedule(static)
+    for (int co = 0; co < cout; co++) {
+        double s = 0.0;
+        for (int i = 0; i < n; i++) {
+            const float *d = dout + ((size_t)i * cout + co) * P;
+            float part = 0.0f;
+#pragma omp simd reduction(+ : part)
+            for (size_t p = 0; p < P; p++)
+                part += d[p];
+            s += part;
+        }
+        dbias[co] += (float)s;
+    }
+}
+
+static void conv_backward_1x1(const ss_conv2d_t *c, float *din, float *dweight,
+                              const float *dout, const float *in, const float *weight)
+{
+    const int cin = c->cin, cout = c->cout, P = (int)conv_p(c), n = c->n;
+#pragma omp parallel
+    {
+        const int T = omp_get_num_threads(), t = omp_get_thread_num();
+        /* dW[cout, cin] += dout[i] · in[i]^T, images in order; each thread owns a block of dW. */
+        if (dweight)
+            for (int i = 0; i < n; i++)
+                ss_sgemm_part(0, 1, cout, cin, P, 1.0f, dout + (size_t)i * cout * P, P,
+                              in + (size_t)i * cin * P, P, 1.0f, dweight, cin, t, T);
+        if (din) {
+            const int splits = n >= T ? 1 : (T + n - 1) / n;
+#pragma omp for schedule(dynamic, 1)
+            for (int task = 0; task < n * splits; task++) {
+                const int i = task / splits;
+                int lo, hi;
+                ss_nn_split(P, splits, task % splits, 16, &lo, &hi);
+                if (hi > lo)
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cin, hi - lo, cout, 1.0f,
+                                weight, cin, dout + (size_t)i * cout * P + lo, P, 0.0f,
+                                din + (size_t)i * cin * P + lo, P);
+            }
+        }
+    }
+}
+
+void ss_conv2d_backward(const ss_conv2d_t *c, float *din, float *dweight, float *dbias,
+                        const float *dout, const float *in, const float *weight, float *work)
+{
+    ss_nn_blas_single();
+    const int K = (int)conv_k(c), cout = c->cout, P = (int)conv_p(c), chunk = conv_chunk(c);
+    if (dbias)
+        conv_bias_grad(c, dbias, dout);
+    if (!din && !dweight)
+        return;
+    if (conv_direct_1x1(c)) {
+        conv_backward_1x1(c, din, dweight, dout, in, weight);
+        return;
+    }
+    const int slots = conv_slots();
+    /* Rows of dW per task: a few tasks per slot. */
+    const int kb = clampi(round16((K + 2L * slots - 1) / (2L * slots)), 16, K > 16 ? K : 16);
+    /* Phases separated by the implicit barriers of the `omp for`s; every task's extent depends on
+     * the shape only and each output element is reduced inside one sgemm call, so dynamic
+     * scheduling cannot change the result. */
+#pragma omp parallel num_threads(conv_threads())
+    for (int n0 = 0; n0 < c->n; n0 += chunk) {
+        const int nc = imin(chunk, c->n - n0), ncols = nc * P;
+        const int nb = clampi(round16((ncols + 3L * slots - 1) / (3L * slots)), 64, 2048);
+        const int ntasks = (ncols + nb - 1) / nb;
+        float *cols = work, *D = work + (size_t)K * ncols;
+#pragma omp for schedule(dynamic, 1)
+        for (int task = 0; task < ntasks; task++) {
+            const int b0 = task * nb, b1 = imin(ncols, b0 + nb);
+            conv_gather_cols(c, D, (size_t)ncols, dout, n0, b0, b1);
+            if (dweight)
+                im2col_cols(c, cols, (size_t)ncols, 0, in, n0, b0, b1);
+        }
+        if (dweight) {
+            /* dW[:, k0:k1] += D[cout, ncols] · cols[k0:k1, ncols]^T */
+#pragma omp for schedule(dynamic, 1)
+            for (int k0 = 0; k0 < K; k0 += kb)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, cout, imin(kb, K - k0), ncols,
+                            1.0f, D, ncols, cols + (size_t)k0 * ncols, ncols, 1.0f, dweight + k0,
+                            K);
+        }
+        if (din) {
+            /* cols[:, b0:b1] := W^T[K, cout] · D[:, b0:b1], then col2im plane by plane. */
+#pragma omp for schedule(dynamic, 1)
+            for (int task = 0; task < ntasks; task++) {
+                const int b0 = task * nb, w = imin(ncols, b0 + nb) - b0;
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, w, cout, 1.0f, weight, K,
+                            D + b0, ncols, 0.0f, cols + b0, ncols);
+            }
+            col2im_planes(c, din, cols, n0, nc); /* ends with the for's barrier */
+        }
+    }
+}
+
+/* ---- reference ---------------------------------------------------------------------------- */
+
+static float conv_in_at(const ss_conv2d_t *c, const float *in, int i, int ci, int iy, int ix)
+{
+    if (iy < 0 || iy >= c->h || ix < 0 || ix >= c->w)
+        return 0.0f;
+    return in[(((size_t)i * c->cin + ci) * c->h + iy) * c->w + ix];
+}
+
+void ss_conv2d_forward_naive(const ss_conv2d_t *c, float *out, const float *in,
+                             const float *weight, const float *bias)
+{
+    for (int i = 0; i < c->n; i++)
+        for (int co = 0; co < c->cout; co++)
+            for (int oy = 0; oy < c->ho; oy++)
+                for (int ox = 0; ox < c->wo; ox++) {
+                    double s = bias ? bias[co] : 0.0;
+                    for (int ci = 0; ci < c->cin; ci++)
+                        for (int ky = 0; ky < c->kh; ky++)
+                            for (int kx = 0; kx < c->kw; kx++) {
+                                int iy = oy * c->sh - c->ph + ky, ix = ox * c->sw - c->pw + kx;
+                                double wv =
+                                    weight[(((size_t)co * c->cin + ci) * c->kh + ky) * c->kw + kx];
+                                s += wv * conv_in_at(c, in, i, ci, iy, ix);
+                            }
+                    out[(((size_t)i * c->cout + co) * c->ho + oy) * c->wo + ox] = (float)s;
+                }
+}
+
+void ss_conv2d_backward_naive(const ss_conv2d_t *c, float *din, float *dweight, float *dbias,
+                              const float *dout, const float *in, const float *weight)
+{
+    const size_t P = conv_p(c);
+    if (dbias)
+        for (int co = 0; co < c->cout; co++) {
+            double s = 0.0;
+            for (int i = 0; i < c->n; i++)
+                for (size_t p = 0; p < P; p++)
+                    s += dout[((size_t)i * c->cout + co) * P + p];
+            dbias[co] += (float)s;
+        }
+    if (dweight)
+        for (int co = 0; co < c->cout; co++)
+            for (int ci = 0; ci < c->cin; ci++)
+                for (int ky = 0; ky < c->kh; ky++)
+                    for (int kx = 0; kx < c->kw; kx++) {
+                        double s = 0.0;
+                        for (int i = 0; i < c->n; i++)
+                            for (int oy = 0; oy < c->ho; oy++)
+                                for (int ox = 0; ox < c->wo; ox++) {
+                                    int iy = oy * c->sh - c->ph + ky, ix = ox * c->sw - c->pw + kx;
+                                    s += (double)dout[(((size_t)i * c->cout + co) * c->ho + oy) *
+                                                          c->wo +
+                                                      ox] *
+                                         conv_in_at(c, in, i, ci, iy, ix);
+                                }
+                        dweight[(((size_t)co * c->cin + ci) * c->kh + ky) * c->kw + kx] +=
+                            (float)s;
+                    }
+    if (din)
+        for (int i = 0; i < c->n; i++)
+            for (int ci = 0; ci < c->cin; ci++)
+                for (int iy = 0; iy < c->h; iy++)
+                    for (int ix = 0; ix < c->w; ix++) {
+                        double s = 0.0;
+                        for (int co = 0; co < c->cout; co++)
+                            for (int ky = 0; ky < c->kh; ky++)
+                                for (int kx = 0; kx < c->kw; kx++) {
+                                    int ty = iy + c->ph - ky, tx = ix + c->pw - kx;
+                                    if (ty < 0 || tx < 0 || ty % c->sh || tx % c->sw)
+                                        continue;
+                                    int oy = ty / c->sh, ox = tx / c->sw;
+                                    if (oy >= c->ho || ox >= c->wo)
+                                        continue;
+                                    s += (double)weight[(((size_t)co * c->cin + ci) * c->kh + ky) *
+                                                            c->kw +
+                                                        kx] *
+                                         dout[(((size_t)i * c->cout + co) * c->ho + oy) * c->wo +
+                                              ox];
+                                }
+                        din[(((size_t)i * c->cin + ci) * c->h + iy) * c->w + ix] = (float)s;
+                    }
+}

@@ -1,0 +1,26 @@
+/* Internal helpers shared by the NN layer sources (not a public header). */
+#ifndef SLIDESTREAM_NN_INTERNAL_H
+#define SLIDESTREAM_NN_INTERNAL_H
+
+#include "slidestream/nn_layers.h"
+
+#include <cblas.h>
+
+/* [*lo, *hi) = part `part` of [0, n) split into `parts`, boundaries rounded up to `align`. */
+void ss_nn_split(int n, int parts, int part, int align, int *lo, int *hi);
+
+/* Thread `tid` of `nthreads` computes its block of the row-major sgemm (call from inside a
+ * parallel region, every thread, with the same arguments). */
+void ss_sgemm_part(int transa, int transb, int M, int N, int K, float alpha, const float *A,
+                   int lda, const float *B, int ldb, float beta, float *C, int ldc, int tid,
+                   int nthreads);
+
+/* OpenBLAS must be single-threaded before sgemm is called from our parallel regions (in case the
+ * program never called ss_nn_set_threads). Cheap: one read of OpenBLAS's thread count. */
+static inline void ss_nn_blas_single(void)
+{
+    if (openblas_get_num_threads() != 1)
+        openblas_set_num_threads(1);
+}
+
+#endif

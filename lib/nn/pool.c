@@ -1,0 +1,167 @@
+/* Pooling: max pool (PyTorch MaxPool2d semantics, argmax saved for backward) and global average
+ * pool. Parallel over (image, channel) planes; each plane is owned by one thread. */
+#include "slidestream/error.h"
+#include "slidestream/nn_layers.h"
+
+#include <math.h>
+#include <string.h>
+
+#define POOL_PAR_MIN ((size_t)1 << 14)
+
+int ss_pool2d_init(ss_pool2d_t *p, int n, int c, int h, int w, int k, int stride, int pad)
+{
+    if (n < 1 || c < 1 || h < 1 || w < 1 || k < 1 || stride < 1 || pad < 0)
+        return ss_error("nn", "pool2d: bad shape n=%d c=%d h=%d w=%d k=%d stride=%d pad=%d", n,
+                        c, h, w, k, stride, pad);
+    if (pad > k / 2)
+        return ss_error("nn", "pool2d: padding %d exceeds half the window %d", pad, k);
+    int ho = (h + 2 * pad - k) / stride + 1, wo = (w + 2 * pad - k) / stride + 1;
+    if (h + 2 * pad < k || w + 2 * pad < k || ho < 1 || wo < 1)
+        return ss_error("nn", "pool2d: window %d larger than padded input %dx%d", k, h + 2 * pad,
+                        w + 2 * pad);
+    *p = (ss_pool2d_t){.n = n, .c = c, .h = h, .w = w, .k = k, .s = stride, .p = pad, .ho = ho,
+                       .wo = wo};
+    return 0;
+}
+
+/* One output element; the window scan order (row-major, strict >) makes the first maximum win,
+ * and a NaN, once seen, sticks, as in PyTorch. */
+static inline void pool_window(const ss_pool2d_t *p, const float *plane, int oy, int ox,
+                               float *best_out, int32_t *idx_out)
+{
+    int y0 = oy * p->s - p->p, x0 = ox * p->s - p->p;
+    int y1 = y0 + p->k, x1 = x0 + p->k;
+    if (y0 < 0)
+        y0 = 0;
+    if (x0 < 0)
+        x0 = 0;
+    if (y1 > p->h)
+        y1 = p->h;
+    if (x1 > p->w)
+        x1 = p->w;
+    float best = -INFINITY;
+    int32_t bi = y0 * p->w + x0;
+    for (int y = y0; y < y1; y++)
+        for (int x = x0; x < x1; x++) {
+            float v = plane[y * p->w + x];
+            if (v > best || isnan(v)) {
+                best = v;
+                bi = y * p->w + x;
+                if (isnan(v))
+                    goto done;
+            }
+        }
+done:
+    *best_out = best;
+    *idx_out = bi;
+}
+
+void ss_maxpool2d_forward(const ss_pool2d_t *p, float *out, int32_t *argmax, const float *in)
+{
+    const int planes = p->n * p->c;
+    const size_t in_plane = (size_t)p->h * p->w, out_plane = (size_t)p->ho * p->wo;
+#pragma omp parallel for schedule(static) if (planes * in_plane >= POOL_PAR_MIN)
+    for (int pl = 0; pl < planes; pl++) {
+        const float *src = in + pl * in_plane;
+        float *dst = out + pl * out_plane;
+        int32_t *idx = argmax + pl * out_plane;
+        for (int oy = 0; oy < p->ho; oy++)
+            for (int ox = 0; ox < p->wo; ox++)
+                pool_window(p, src, oy, ox, &dst[oy * p->wo + ox], &idx[oy * p->wo + ox]);
+    }
+}
+
+void ss_maxpool2d_backward(const ss_pool2d_t *p, float *din, const float *dout,
+                           const int32_t *argmax)
+{
+    const int planes = p->n * p->c;
+    const size_t in_plane = (size_t)p->h * p->w, out_plane = (size_t)p->ho * p->wo;
+#pragma omp parallel for schedule(static) if (planes * in_plane >= POOL_PAR_MIN)
+    for (int pl = 0; pl < planes; pl++) {
+        float *dst = din + pl * in_plane;
+        const float *src = dout + pl * out_plane;
+        const int32_t *idx = argmax + pl * out_plane;
+        memset(dst, 0, sizeof(float) * in_plane);
+        for (size_t o = 0; o < out_plane; o++)
+            dst[idx[o]] += src[o];
+    }
+}
+
+void ss_maxpool2d_forward_naive(const ss_pool2d_t *p, float *out, int32_t *argmax,
+                                const float *in)
+{
+    /* Direct definition: scan the full padded window, treating padding as -inf. */
+    for (int pl = 0; pl < p->n * p->c; pl++)
+        for (int oy = 0; oy < p->ho; oy++)
+            for (int ox = 0; ox < p->wo; ox++) {
+                float best = -INFINITY;
+                int32_t bi = -1;
+                for (int ky = 0; ky < p->k; ky++)
+                    for (int kx = 0; kx < p->k; kx++) {
+                        int y = oy * p->s - p->p + ky, x = ox * p->s - p->p + kx;
+                        if (y < 0 || y >= p->h || x < 0 || x >= p->w)
+                            continue;
+                        float v = in[(size_t)pl * p->h * p->w + (size_t)y * p->w + x];
+                        if (bi < 0 || v > best || (isnan(v) && !isnan(best))) {
+                            best = v;
+                            bi = y * p->w + x;
+                        }
+                    }
+                size_t o = (size_t)pl * p->ho * p->wo + (size_t)oy * p->wo + ox;
+                out[o] = best;
+                argmax[o] = bi;
+            }
+}
+
+void ss_maxpool2d_backward_naive(const ss_pool2d_t *p, float *din, const float *dout,
+                                 const int32_t *argmax)
+{
+    const size_t in_plane = (size_t)p->h * p->w, out_plane = (size_t)p->ho * p->wo;
+    memset(din, 0, sizeof(float) * in_plane * p->n * p->c);
+    for (size_t pl = 0; pl < (size_t)p->n * p->c; pl++)
+        for (size_t o = 0; o < out_plane; o++)
+            din[pl * in_plane + argmax[pl * out_plane + o]] += dout[pl * out_plane + o];
+}
+
+void ss_avgpool_global_forward(float *out, const float *in, int n, int c, int hw)
+{
+    const int planes = n * c;
+#pragma omp parallel for schedule(static) if ((size_t)planes * hw >= POOL_PAR_MIN)
+    for (int pl = 0; pl < planes; pl++) {
+        const float *src = in + (size_t)pl * hw;
+        float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+        for (int p = 0; p < hw; p++)
+            s += src[p];
+        out[pl] = s / (float)hw;
+    }
+}
+
+void ss_avgpool_global_backward(float *din, const float *dout, int n, int c, int hw)
+{
+    const int planes = n * c;
+#pragma omp parallel for schedule(static) if ((size_t)planes * hw >= POOL_PAR_MIN)
+    for (int pl = 0; pl < planes; pl++) {
+        float g = dout[pl] / (float)hw;
+        float *dst = din + (size_t)pl * hw;
+        for (int p = 0; p < hw; p++)
+            dst[p] = g;
+    }
+}
+
+void ss_avgpool_global_forward_naive(float *out, const float *in, int n, int c, int hw)
+{
+    for (int pl = 0; pl < n * c; pl++) {
+        double s = 0.0;
+        for (int p = 0; p < hw; p++)
+            s += in[(size_t)pl * hw + p];
+        out[pl] = (float)(s / hw);
+    }
+}
+
+void ss_avgpool_global_backward_naive(float *din, const float *dout, int n, int c, int hw)
+{
+    for (int pl = 0; pl < n * c; pl++)
+        for (int p = 0; p < hw; p++)
+            din[(size_t)pl * hw + p] = (float)((double)dout[pl] / hw);
+}

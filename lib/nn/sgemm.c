@@ -1,0 +1,63 @@
+/* ss_sgemm: row-major sgemm threaded by our own OpenMP pool. OpenBLAS itself runs single-threaded
+ * (ss_nn_set_threads sets it so): on this 2-core machine an OpenMP pool spinning after a region
+ * while OpenBLAS's pool runs the next sgemm (and vice versa) cost a measured 2-3x; with one pool
+ * the threads that did im2col also run the sgemm. Each thread computes a block of output columns
+ * (or rows) with a single-threaded cblas_sgemm, so every element is reduced by one thread in the
+ * same order whatever the thread count. */
+#include "nn_internal.h"
+
+#include <omp.h>
+
+void ss_nn_split(int n, int parts, int part, int align, int *lo, int *hi)
+{
+    long a = (long)n * part / parts, b = (long)n * (part + 1) / parts;
+    if (align > 1) {
+        a = (a + align - 1) / align * align;
+        b = part == parts - 1 ? n : (b + align - 1) / align * align;
+    }
+    *lo = (int)(a < n ? a : n);
+    *hi = (int)(b < n ? b : n);
+}
+
+void ss_sgemm_part(int transa, int transb, int M, int N, int K, float alpha, const float *A,
+                   int lda, const float *B, int ldb, float beta, float *C, int ldc, int tid,
+                   int nthreads)
+{
+    /* Split the wider of the output's dimensions; keep blocks multiples of 16 (kernel tiles). */
+    int lo, hi;
+    if (N >= M) {
+        ss_nn_split(N, nthreads, tid, 16, &lo, &hi);
+        if (hi <= lo)
+            return;
+        const float *Bp = transb ? B + (size_t)lo * ldb : B + lo;
+        cblas_sgemm(CblasRowMajor, transa ? CblasTrans : CblasNoTrans,
+                    transb ? CblasTrans : CblasNoTrans, M, hi - lo, K, alpha, A, lda, Bp, ldb,
+                    beta, C + lo, ldc);
+    } else {
+        ss_nn_split(M, nthreads, tid, 16, &lo, &hi);
+        if (hi <= lo)
+            return;
+        const float *Ap = transa ? A + lo : A + (size_t)lo * lda;
+        cblas_sgemm(CblasRowMajor, transa ? CblasTrans : CblasNoTrans,
+                    transb ? CblasTrans : CblasNoTrans, hi - lo, N, K, alpha, Ap, lda, B, ldb,
+                    beta, C + (size_t)lo * ldc, ldc);
+    }
+}
+
+void ss_sgemm(int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda,
+              const float *B, int ldb, float beta, float *C, int ldc)
+{
+    if (M <= 0 || N <= 0)
+        return;
+    ss_nn_blas_single();
+    /* Small products: one thread (fork/join would cost more than it saves). */
+    double flops = 2.0 * M * (double)N * K;
+    int nt = flops < 4e6 ? 1 : omp_get_max_threads();
+    if (nt == 1) {
+        ss_sgemm_part(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, 0, 1);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    ss_sgemm_part(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+                  omp_get_thread_num(), omp_get_num_threads());
+}

@@ -1,0 +1,181 @@
+#!/usr/bin/python3
+"""Convert ResNet checkpoints between PyTorch (.pth state_dict) and slidestream's HDF5 format.
+
+slidestream's format (include/slidestream/nn_checkpoint.h): one root dataset per state_dict key,
+named exactly as torchvision names it ("conv1.weight", "layer1.0.bn1.running_mean",
+"bn1.num_batches_tracked" as an int64 scalar, "fc.weight", projection head "projector.0.weight"
+... "projector.2.bias"), with root attributes arch ("resnet18" | "resnet34"), width_multiplier,
+input_size, mean and std (RGB in [0, 1]) and, for encoders cut after layer3, truncate_after.
+
+  to-h5  IN.pth OUT.h5 [--input-size N] [--mean R G B] [--std R G B]
+      Accepts torchvision naming, a "module." (DataParallel) prefix, a dict wrapping the
+      state_dict under "state_dict"/"model", and the SLAM-AGS reference naming: encoder.N.* (a
+      torchvision resnet18 as nn.Sequential(*children()[:-1]): 0=conv1 1=bn1 4..7=layer1..4)
+      and projector.fc.N.*. Architecture, width and truncation are read off the tensors.
+  to-pth IN.h5 OUT.pth
+      Writes a torchvision-named state_dict (plus projector.N.* when present).
+  info   FILE
+      Prints the attributes and tensors of either kind of file.
+
+Run with Debian's /usr/bin/python3 (torch, h5py).
+"""
+import argparse
+import os
+import re
+import sys
+
+import h5py
+import numpy as np
+import torch
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+SLAM_ENCODER = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}
+BLOCK_KEY = re.compile(r"^(layer[1-4])\.(\d+)\.(conv[12]|bn[12]|downsample\.[01])\."
+                       r"(weight|bias|running_mean|running_var|num_batches_tracked)$")
+STEM_KEY = re.compile(r"^(conv1\.weight|bn1\.(weight|bias|running_mean|running_var|"
+                      r"num_batches_tracked))$")
+HEAD_KEY = re.compile(r"^(fc|projector\.[02])\.(weight|bias)$")
+
+
+class ConvertError(Exception):
+    pass
+
+
+def load_state_dict(path):
+    obj = torch.load(path, map_location="cpu")
+    if isinstance(obj, dict):
+        for k in ("state_dict", "model", "model_state_dict"):
+            if k in obj and isinstance(obj[k], dict):
+                obj = obj[k]
+                break
+    if not isinstance(obj, dict) or not all(torch.is_tensor(v) for v in obj.values()):
+        raise ConvertError(f"{path}: not a state_dict of tensors")
+    return obj
+
+
+def to_torchvision_names(sd):
+    """Map every key to torchvision naming; raise on keys that fit no known scheme."""
+    out, unknown = {}, []
+    for key, val in sd.items():
+        k = key[len("module."):] if key.startswith("module.") else key
+        m = re.match(r"^encoder\.(\d+)\.(.*)$", k)
+        if m:
+            if m.group(1) not in SLAM_ENCODER:
+                unknown.append(key)
+                continue
+            k = f"{SLAM_ENCODER[m.group(1)]}.{m.group(2)}"
+        m = re.match(r"^projector\.fc\.(\d+)\.(.*)$", k)
+        if m:
+            k = f"projector.{m.group(1)}.{m.group(2)}"
+        if not (STEM_KEY.match(k) or BLOCK_KEY.match(k) or HEAD_KEY.match(k)):
+            unknown.append(key)
+            continue
+        if k in out:
+            raise ConvertError(f"two tensors map to {k}")
+        out[k] = val
+    if unknown:
+        raise ConvertError("not a torchvision ResNet-18/34 tensor (or SLAM-AGS naming): " +
+                           ", ".join(unknown[:8]) + (" ..." if len(unknown) > 8 else ""))
+    if "conv1.weight" not in out:
+        raise ConvertError("conv1.weight is missing")
+    return out
+
+
+def describe(sd):
+    """(arch, width_multiplier, truncate_after) read off the tensors."""
+    blocks = {}
+    for k in sd:
+        m = BLOCK_KEY.match(k)
+        if m:
+            blocks.setdefault(m.group(1), set()).add(int(m.group(2)))
+    counts = [len(blocks.get(f"layer{i}", ())) for i in range(1, 5)]
+    if counts == [2, 2, 2, 2] or counts == [2, 2, 2, 0]:
+        arch = "resnet18"
+    elif counts == [3, 4, 6, 3] or counts == [3, 4, 6, 0]:
+        arch = "resnet34"
+    else:
+        raise ConvertError(f"blocks per layer {counts} match neither resnet18 nor resnet34")
+    width = sd["conv1.weight"].shape[0] / 64.0
+    truncate = "layer3" if counts[3] == 0 else None
+    return arch, width, truncate
+
+
+def write_h5(sd, path, input_size, mean, std):
+    arch, width, truncate = describe(sd)
+    tmp = path + ".tmp"
+    with h5py.File(tmp, "w") as f:
+        for k, v in sd.items():
+            a = v.detach().cpu().numpy()
+            if k.endswith("num_batches_tracked"):
+                a = np.asarray(a, dtype=np.int64).reshape(())
+            else:
+                a = a.astype(np.float32)
+            f[k] = a
+        f.attrs["arch"] = arch
+        f.attrs["width_multiplier"] = float(width)
+        f.attrs["input_size"] = int(input_size)
+        f.attrs["mean"] = np.asarray(mean, dtype=np.float64)
+        f.attrs["std"] = np.asarray(std, dtype=np.float64)
+        if truncate:
+            f.attrs["truncate_after"] = truncate
+    os.replace(tmp, path)
+    return arch, width, truncate
+
+
+def read_h5(path):
+    sd = {}
+    with h5py.File(path, "r") as f:
+        attrs = {k: f.attrs[k] for k in f.attrs}
+        for k, d in f.items():
+            if not isinstance(d, h5py.Dataset):
+                raise ConvertError(f"{path}: {k} is not a dataset")
+            a = d[()]
+            sd[k] = torch.tensor(np.int64(a)) if k.endswith("num_batches_tracked") else \
+                torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+    to_torchvision_names(sd)  # validates the names
+    return sd, attrs
+
+
+def main(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("to-h5", help=".pth state_dict -> slidestream HDF5")
+    a.add_argument("src")
+    a.add_argument("dst")
+    a.add_argument("--input-size", type=int, default=224)
+    a.add_argument("--mean", type=float, nargs=3, default=IMAGENET_MEAN)
+    a.add_argument("--std", type=float, nargs=3, default=IMAGENET_STD)
+    b = sub.add_parser("to-pth", help="slidestream HDF5 -> torchvision-named .pth")
+    b.add_argument("src")
+    b.add_argument("dst")
+    c = sub.add_parser("info", help="print a checkpoint's attributes and tensors")
+    c.add_argument("src")
+    args = p.parse_args(argv)
+    try:
+        if args.cmd == "to-h5":
+            sd = to_torchvision_names(load_state_dict(args.src))
+            arch, width, trunc = write_h5(sd, args.dst, args.input_size, args.mean, args.std)
+            print(f"{args.src} -> {args.dst}: {arch}, width {width:g}"
+                  f"{', truncated after ' + trunc if trunc else ''}, {len(sd)} tensors")
+        elif args.cmd == "to-pth":
+            sd, attrs = read_h5(args.src)
+            torch.save(sd, args.dst)
+            print(f"{args.src} -> {args.dst}: {attrs.get('arch')}, {len(sd)} tensors")
+        else:
+            if args.src.endswith(".h5"):
+                sd, attrs = read_h5(args.src)
+                for k, v in attrs.items():
+                    print(f"@{k} = {v}")
+            else:
+                sd = to_torchvision_names(load_state_dict(args.src))
+            for k, v in sd.items():
+                print(f"{k} {tuple(v.shape)} {v.dtype}")
+    except (ConvertError, OSError, KeyError) as e:
+        print(f"ckpt_convert: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

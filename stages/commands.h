@@ -1,0 +1,19 @@
+/* slidestream — the command table: every stage and tool is `slidestream <name> ...`.
+ * Each entry's main is defined in its own stages/<name>.c file. */
+#ifndef SLIDESTREAM_COMMANDS_H
+#define SLIDESTREAM_COMMANDS_H
+
+typedef struct {
+    const char *name;
+    int (*main)(int argc, char **argv); /* argv[0] is the command name */
+    const char *summary;
+} ss_command_t;
+
+int ss_main_run(int argc, char **argv);
+int ss_main_synth(int argc, char **argv);
+int ss_main_bags(int argc, char **argv);
+int ss_main_tiler(int argc, char **argv);
+int ss_main_count(int argc, char **argv);
+int ss_main_cell_cropper(int argc, char **argv);
+
+#endif

@@ -1,0 +1,255 @@
+/* count — the collecting sink: pulls a data stream and the producers' control messages,
+ * checks every slide against what its producers announced, and reports what is missing.
+ *   data in:    PULL --in (binds by default)
+ *   control in: PULL --control (binds by default): SLIDE, COUNT, ERROR, END messages
+ * Exits 0 when every announced slide is complete, 3 when the stream ended with items
+ * missing (each incomplete slide is named on stderr and in --report). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+#include "slidestream/args.h"
+#include "slidestream/log.h"
+#include "slidestream/transport.h"
+
+#define MAX_SLIDES_NAMED 4096
+
+typedef struct {
+    uint32_t id;
+    char name[128];
+} slide_name_t;
+
+static const char *slide_label(slide_name_t *names, size_t n, uint32_t id, char *buf, size_t bn)
+{
+    for (size_t i = 0; i < n; i++)
+        if (names[i].id == id) {
+            snprintf(buf, bn, "%u (%s)", id, names[i].name);
+            return buf;
+        }
+    snprintf(buf, bn, "%u", id);
+    return buf;
+}
+
+static int write_report(const char *path, ss_tally_t *tally, slide_name_t *names, size_t nn,
+                        const ss_stage_counts_t *c, int complete, double elapsed)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return ss_error_system("count", "cannot write report %s", tmp);
+    size_t ns = ss_tally_slides(tally, NULL, 0);
+    uint32_t *ids = calloc(ns ? ns : 1, sizeof *ids);
+    if (!ids) {
+        fclose(f);
+        return ss_error("count", "out of memory");
+    }
+    ss_tally_slides(tally, ids, ns);
+    fprintf(f, "{\n  \"complete\": %s,\n  \"items\": %llu,\n  \"rejected\": %llu,\n"
+               "  \"errors\": %llu,\n  \"elapsed_s\": %.3f,\n  \"slides\": [",
+            complete ? "true" : "false", (unsigned long long)c->in,
+            (unsigned long long)c->rejected, (unsigned long long)c->errors, elapsed);
+    for (size_t i = 0; i < ns; i++) {
+        char why[512], lab[160];
+        ss_tally_describe(tally, ids[i], why, sizeof why);
+        slide_label(names, nn, ids[i], lab, sizeof lab);
+        fprintf(f, "%s\n    {\"slide\": %u, \"name\": \"", i ? "," : "", ids[i]);
+        const char *nm = "";
+        for (size_t k = 0; k < nn; k++)
+            if (names[k].id == ids[i]) nm = names[k].name;
+        for (const char *p = nm; *p; p++)
+            if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
+            else if ((unsigned char)*p >= 0x20) fputc(*p, f);
+        fprintf(f, "\", \"items\": %llu, \"complete\": %s, \"missing\": \"%s\"}",
+                (unsigned long long)ss_tally_items(tally, ids[i]),
+                ss_tally_complete(tally, ids[i]) ? "true" : "false", why);
+    }
+    fprintf(f, "\n  ]\n}\n");
+    free(ids);
+    if (fclose(f)) return ss_error_system("count", "cannot write report %s", tmp);
+    if (rename(tmp, path)) return ss_error_system("count", "cannot rename %s", tmp);
+    return 0;
+}
+
+int ss_main_count(int argc, char **argv)
+{
+    const char *in_ep = NULL, *ctl_ep = NULL, *report = NULL;
+    int parts_are_items = 0, producers = 1, hwm = 1000;
+    double idle_timeout = 10.0;
+    ss_stage_args_t sa = {0};
+    ss_arg_t args[] = {
+        {"--in", SS_ARG_STRING, &in_ep, "EP", "data stream to collect (PULL, binds)", 0, 0},
+        {"--control", SS_ARG_STRING, &ctl_ep, "EP", "producers' announcements (PULL, binds)", 0,
+         0},
+        {"--parts-are-items", SS_ARG_FLAG, &parts_are_items, NULL,
+         "each part (tile) is itself one item: a tile stream", 0, 0},
+        {"--producers", SS_ARG_INT, &producers, "N", "END messages to wait for (default 1)", 1,
+         1e6},
+        {"--idle-timeout", SS_ARG_DOUBLE, &idle_timeout, "S",
+         "after END, give up waiting for missing items after S quiet seconds (default 10)", 0.1,
+         1e6},
+        {"--hwm", SS_ARG_INT, &hwm, "N", "receive high-water mark (default 1000)", 1, 1e7},
+        {"--report", SS_ARG_STRING, &report, "FILE.json", "write a per-slide report", 0, 0},
+        SS_STAGE_ARGS(sa),
+        {0},
+    };
+    int rc = ss_args_parse(argc, argv,
+                           "--in EP --control EP [options]\n\n"
+                           "Collects a stream and checks it against the producers' counts.",
+                           args, NULL, NULL);
+    if (rc) return rc > 0 ? 0 : (ss_error_report(NULL), 2);
+    if (ss_args_require("count", "--in", in_ep) || ss_args_require("count", "--control", ctl_ep)) {
+        ss_error_report(NULL);
+        return 2;
+    }
+    ss_log_set_quiet(sa.quiet);
+
+    ss_stage_t *st = ss_stage_new(sa.name ? sa.name : "count", sa.status, sa.shutdown);
+    ss_sock_t *data = st ? ss_sock_new(SS_PULL, in_ep, 1, hwm) : NULL;
+    ss_sock_t *ctl = data ? ss_sock_new(SS_PULL, ctl_ep, 1, hwm) : NULL;
+    ss_tally_t *tally = ctl ? ss_tally_new(parts_are_items) : NULL;
+    slide_name_t *names = calloc(MAX_SLIDES_NAMED, sizeof *names);
+    if (!tally || !names) {
+        ss_error_report("count: cannot start");
+        free(names);
+        ss_tally_destroy(&tally);
+        ss_sock_destroy(&ctl);
+        ss_sock_destroy(&data);
+        ss_stage_destroy(&st);
+        return 1;
+    }
+    size_t nnames = 0;
+    ss_stage_set_unit(st, parts_are_items ? "tiles" : "items", 0);
+    ss_stage_counts_t *c = ss_stage_counts(st);
+    int ends = 0;
+    uint64_t announced = 0;
+    double start = ss_now(), last_activity = start;
+    ss_progress_t *prog = sa.quiet || sa.status ? NULL : ss_progress_new("collected", 0);
+    ss_sock_t *socks[2] = {data, ctl};
+    int stopped = 0;
+    for (;;) {
+        if (ends >= producers) {
+            /* All producers finished: done when every slide is complete. */
+            size_t ns = ss_tally_slides(tally, NULL, 0);
+            uint32_t *ids = calloc(ns ? ns : 1, sizeof *ids);
+            if (!ids) break;
+            ss_tally_slides(tally, ids, ns);
+            size_t complete = 0;
+            for (size_t i = 0; i < ns; i++) complete += (size_t)ss_tally_complete(tally, ids[i]);
+            free(ids);
+            if (complete == ns && ns >= announced) break;
+            if (ss_now() - last_activity > idle_timeout) break;
+        }
+        int which = ss_stage_poll(st, socks, 2, 200);
+        if (which == -2) {
+            stopped = 1;
+            break;
+        }
+        if (which < 0) continue;
+        ss_msg_t m;
+        char why[256];
+        int r = ss_sock_recv(socks[which], &m, 0, why, sizeof why);
+        if (r == 2) {
+            c->rejected++;
+            ss_stage_fault(st, "rejected a malformed message: %s", why);
+            continue;
+        }
+        if (r != 1) continue;
+        last_activity = ss_now();
+        switch (m.h.type) {
+        case SS_MSG_TILE:
+        case SS_MSG_CELL:
+        case SS_MSG_EMBED: {
+            int d = ss_tally_item(tally, m.h.slide, m.h.part, m.h.item);
+            if (d == 1)
+                ss_stage_fault(st, "slide %u: item %llu arrived twice", m.h.slide,
+                               (unsigned long long)m.h.item);
+            else if (d < 0) {
+                ss_stage_fault(st, "%s", ss_error_last());
+                ss_error_clear();
+            } else {
+                c->in++;
+                ss_progress_add(prog, 1);
+            }
+            break;
+        }
+        case SS_MSG_COUNT: {
+            int e = m.h.flags == SS_COUNT_PARTS
+                        ? ss_tally_parts(tally, m.h.slide, m.h.item)
+                        : ss_tally_part_items(tally, m.h.slide, m.h.part, m.h.item);
+            if (e) {
+                ss_stage_fault(st, "%s", ss_error_last());
+                ss_error_clear();
+            }
+            break;
+        }
+        case SS_MSG_SLIDE: {
+            char id[128] = "";
+            ss_text_get(m.data, m.size, "id", id, sizeof id);
+            if (nnames < MAX_SLIDES_NAMED) {
+                names[nnames].id = m.h.slide;
+                snprintf(names[nnames].name, sizeof names[nnames].name, "%s", id);
+                nnames++;
+            }
+            break;
+        }
+        case SS_MSG_ERROR:
+            ss_stage_fault(st, "upstream: %.*s", (int)(m.size > 400 ? 400 : m.size),
+                           (const char *)m.data);
+            break;
+        case SS_MSG_END:
+            ends++;
+            announced += m.h.item;
+            break;
+        default:
+            c->rejected++;
+            ss_stage_fault(st, "unexpected %s message on the collector",
+                           ss_msg_type_name(m.h.type));
+        }
+        ss_msg_release(&m);
+    }
+    ss_progress_destroy(&prog);
+
+    /* Verdict: every slide complete and every producer finished. */
+    size_t ns = ss_tally_slides(tally, NULL, 0);
+    uint32_t *ids = calloc(ns ? ns : 1, sizeof *ids);
+    int complete = ends >= producers && ids != NULL && ns >= announced;
+    if (ids) ss_tally_slides(tally, ids, ns);
+    uint64_t missing_slides = 0;
+    for (size_t i = 0; ids && i < ns; i++) {
+        char line[512], lab[160];
+        if (ss_tally_complete(tally, ids[i])) {
+            ss_info("slide %s: complete, %llu items",
+                    slide_label(names, nnames, ids[i], lab, sizeof lab),
+                    (unsigned long long)ss_tally_items(tally, ids[i]));
+            continue;
+        }
+        complete = 0;
+        missing_slides++;
+        ss_tally_describe(tally, ids[i], line, sizeof line);
+        fprintf(stderr, "slidestream count: INCOMPLETE %s (slide name: %s)\n", line,
+                slide_label(names, nnames, ids[i], lab, sizeof lab));
+    }
+    free(ids);
+    if (ends < producers)
+        fprintf(stderr, "slidestream count: INCOMPLETE: %d of %d producers finished%s\n", ends,
+                producers, stopped ? " before shutdown" : "");
+    else if (ns < announced)
+        fprintf(stderr, "slidestream count: INCOMPLETE: producers announced %llu slides, %zu "
+                        "reported\n", (unsigned long long)announced, ns);
+    char buf[32];
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)missing_slides);
+    ss_stage_set_note(st, "incomplete_slides", buf);
+    ss_stage_flush_status(st, complete ? "complete" : "incomplete");
+    if (report && write_report(report, tally, names, nnames, c, complete, ss_now() - start))
+        ss_error_report(NULL);
+    printf("collected %llu items from %zu slides: %s (%llu rejected, %llu faults)\n",
+           (unsigned long long)c->in, ns, complete ? "complete" : "INCOMPLETE",
+           (unsigned long long)c->rejected, (unsigned long long)c->errors);
+    free(names);
+    ss_tally_destroy(&tally);
+    ss_sock_destroy(&ctl);
+    ss_sock_destroy(&data);
+    ss_stage_destroy(&st);
+    return complete ? 0 : 3;
+}

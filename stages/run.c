@@ -1,0 +1,461 @@
+/* run — the launcher: starts a pipeline's stages as child processes on this machine, wired by
+ * ipc:// endpoints inside a run directory, shows live progress, and writes report.json.
+ *   status in:  PULL @ipc://RUNDIR/status.ipc   (every stage pushes STATS here)
+ *   shutdown:   PUB  @ipc://RUNDIR/shutdown.ipc (broadcast when the sinks are done)
+ * A run succeeds when every sink exits 0. If any stage fails first, the launcher stops the
+ * rest and exits 1 naming that stage and its log. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "slidestream/args.h"
+#include "slidestream/log.h"
+#include "slidestream/pipeline.h"
+#include "slidestream/transport.h"
+
+#define MAX_PROCS 256
+
+typedef struct {
+    char name[80];
+    int sink;
+    pid_t pid;
+    int running, exited, status; /* status as from waitpid */
+    double start, end;
+    char log[1024];
+    /* last status message */
+    char state[32], unit[32], last_fault[512];
+    unsigned long long in, out, errors, rejected, total;
+} proc_t;
+
+static volatile sig_atomic_t g_interrupted;
+static void on_signal(int sig)
+{
+    g_interrupted = sig;
+}
+
+static int mkdirs(const char *path)
+{
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(buf, 0777) && errno != EEXIST) return ss_error_system("run", "cannot create %s", buf);
+        *p = '/';
+    }
+    if (mkdir(buf, 0777) && errno != EEXIST) return ss_error_system("run", "cannot create %s", buf);
+    return 0;
+}
+
+static const char *self_exe(void)
+{
+    static char path[4096];
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+    if (n <= 0) return "slidestream";
+    path[n] = '\0';
+    return path;
+}
+
+/* fork + exec `slidestream argv...`, output to `log` (NULL = inherit). */
+static pid_t spawn(char **argv, const char *log)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        signal(SIGINT, SIG_IGN); /* the launcher decides how its children stop */
+        if (log) {
+            int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0666);
+            if (fd >= 0) {
+                dup2(fd, STDOUT_FILENO);
+                dup2(fd, STDERR_FILENO);
+                close(fd);
+            }
+        }
+        execv(self_exe(), argv);
+        fprintf(stderr, "slidestream run: cannot execute %s: %s\n", self_exe(), strerror(errno));
+        _exit(127);
+    }
+    return pid;
+}
+
+static void describe_status(int status, char *buf, size_t n)
+{
+    if (WIFEXITED(status)) snprintf(buf, n, "exit %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status)) snprintf(buf, n, "killed by signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
+    else snprintf(buf, n, "status %d", status);
+}
+
+static int ok_status(int status)
+{
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+static void print_log_tail(const char *log)
+{
+    FILE *f = fopen(log, "r");
+    if (!f) return;
+    char lines[6][512];
+    int n = 0;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        snprintf(lines[n % 6], sizeof lines[0], "%s", line);
+        n++;
+    }
+    fclose(f);
+    int first = n > 6 ? n - 6 : 0;
+    for (int i = first; i < n; i++) fprintf(stderr, "    | %s", lines[i % 6]);
+}
+
+static void update_from_status(proc_t *procs, int np, const ss_msg_t *m)
+{
+    char name[80] = "";
+    if (ss_text_get(m->data, m->size, "stage", name, sizeof name)) return;
+    for (int i = 0; i < np; i++) {
+        if (strcmp(procs[i].name, name)) continue;
+        char v[512];
+        proc_t *p = &procs[i];
+#define GETU(k, dst) if (!ss_text_get(m->data, m->size, k, v, sizeof v)) dst = strtoull(v, NULL, 10)
+        GETU("in", p->in);
+        GETU("out", p->out);
+        GETU("errors", p->errors);
+        GETU("rejected", p->rejected);
+        GETU("total", p->total);
+#undef GETU
+        if (!ss_text_get(m->data, m->size, "state", v, sizeof v)) snprintf(p->state, sizeof p->state, "%.31s", v);
+        if (!ss_text_get(m->data, m->size, "unit", v, sizeof v)) snprintf(p->unit, sizeof p->unit, "%.31s", v);
+        ss_text_get(m->data, m->size, "last_fault", p->last_fault, sizeof p->last_fault);
+        return;
+    }
+}
+
+static void draw_progress(const char *run, proc_t *procs, int np, double start, int tty, int final)
+{
+    char line[2048];
+    size_t len = 0;
+    double el = ss_now() - start;
+    len += (size_t)snprintf(line + len, sizeof line - len, "%s %.0fs", run, el);
+    for (int i = 0; i < np && len < sizeof line - 128; i++) {
+        proc_t *p = &procs[i];
+        unsigned long long n = p->sink ? p->in : p->out;
+        len += (size_t)snprintf(line + len, sizeof line - len, " | %s %llu%s%s", p->name, n,
+                                p->unit[0] ? " " : "", p->unit);
+        if (p->sink && el > 0) {
+            double rate = (double)p->in / el;
+            len += (size_t)snprintf(line + len, sizeof line - len, " %.1f/s", rate);
+            if (p->total > p->in && rate > 0)
+                len += (size_t)snprintf(line + len, sizeof line - len, " ETA %.0fs",
+                                        (double)(p->total - p->in) / rate);
+        }
+        if (p->errors) len += (size_t)snprintf(line + len, sizeof line - len, " (%llu faults)", p->errors);
+        if (p->exited) len += (size_t)snprintf(line + len, sizeof line - len, " [%s]", ok_status(p->status) ? "done" : "FAILED");
+    }
+    if (tty) fprintf(stderr, "\r\033[K%s%s", line, final ? "\n" : "");
+    else fprintf(stderr, "slidestream run: %s\n", line);
+}
+
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') fprintf(f, "\\%c", *s);
+        else if ((unsigned char)*s < 0x20) fprintf(f, "\\u%04x", *s);
+        else fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static int write_report(const char *rundir, const ss_pipeline_t *pl, proc_t *procs, int np,
+                        const char *verdict, const char *failed, double wall)
+{
+    char path[1200], tmp[1300];
+    snprintf(path, sizeof path, "%s/report.json", rundir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return ss_error_system("run", "cannot write %s", tmp);
+    fprintf(f, "{\n  \"pipeline\": ");
+    json_str(f, pl->path);
+    fprintf(f, ",\n  \"name\": ");
+    json_str(f, pl->name);
+    fprintf(f, ",\n  \"rundir\": ");
+    json_str(f, rundir);
+    fprintf(f, ",\n  \"status\": ");
+    json_str(f, verdict);
+    fprintf(f, ",\n  \"failed_stage\": ");
+    if (failed) json_str(f, failed);
+    else fprintf(f, "null");
+    fprintf(f, ",\n  \"wall_s\": %.3f,\n  \"stages\": [", wall);
+    for (int i = 0; i < np; i++) {
+        proc_t *p = &procs[i];
+        fprintf(f, "%s\n    {\"name\": ", i ? "," : "");
+        json_str(f, p->name);
+        fprintf(f, ", \"sink\": %s, \"pid\": %d, ", p->sink ? "true" : "false", (int)p->pid);
+        if (p->exited && WIFEXITED(p->status)) fprintf(f, "\"exit_code\": %d, \"signal\": null", WEXITSTATUS(p->status));
+        else if (p->exited && WIFSIGNALED(p->status)) fprintf(f, "\"exit_code\": null, \"signal\": %d", WTERMSIG(p->status));
+        else fprintf(f, "\"exit_code\": null, \"signal\": null");
+        fprintf(f, ", \"wall_s\": %.3f, \"state\": ", (p->exited ? p->end : ss_now()) - p->start);
+        json_str(f, p->state[0] ? p->state : "unknown");
+        fprintf(f, ", \"unit\": ");
+        json_str(f, p->unit);
+        fprintf(f, ", \"in\": %llu, \"out\": %llu, \"errors\": %llu, \"rejected\": %llu, \"last_fault\": ",
+                p->in, p->out, p->errors, p->rejected);
+        json_str(f, p->last_fault);
+        fprintf(f, ", \"log\": ");
+        json_str(f, p->log);
+        fprintf(f, "}");
+    }
+    fprintf(f, "\n  ]\n}\n");
+    if (fclose(f)) return ss_error_system("run", "cannot write %s", tmp);
+    if (rename(tmp, path)) return ss_error_system("run", "cannot rename %s", tmp);
+    return 0;
+}
+
+static int run_pre(const ss_pipeline_t *pl, int quiet)
+{
+    for (int i = 0; i < pl->npre; i++) {
+        char *words[SS_PIPE_MAX_ARGS + 2];
+        int n = ss_pipeline_words(pl, pl->pre[i], words + 1, SS_PIPE_MAX_ARGS);
+        if (n < 0) return -1;
+        if (n == 0) continue;
+        words[0] = "slidestream";
+        words[n + 1] = NULL;
+        if (!quiet) ss_info("run: pre: %s", pl->pre[i]);
+        pid_t pid = spawn(words, NULL);
+        int status = 0;
+        while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        ss_pipeline_free_words(words + 1, n);
+        if (pid < 0) return ss_error_system("run", "cannot start pre command '%s'", pl->pre[i]);
+        if (!ok_status(status)) {
+            char d[128];
+            describe_status(status, d, sizeof d);
+            return ss_error("run", "pre command '%s' failed (%s)", pl->pre[i], d);
+        }
+        if (g_interrupted) return ss_error("run", "interrupted");
+    }
+    return 0;
+}
+
+int ss_main_run(int argc, char **argv)
+{
+    ss_stage_args_t sa = {0};
+    double grace = 5.0;
+    ss_arg_t args[] = {
+        {"--grace", SS_ARG_DOUBLE, &grace, "S", "seconds stages get to stop after shutdown (default 5)", 0.1, 3600},
+        {"--quiet", SS_ARG_FLAG, &sa.quiet, NULL, "no progress lines", 0, 0},
+        {0},
+    };
+    int npos = 0;
+    char **pos = NULL;
+    int rc = ss_args_parse(argc, argv,
+                           "PIPELINE.conf [key=value ...] [options]\n\n"
+                           "Starts every stage of a pipeline as a child process, wired by ipc://\n"
+                           "endpoints in a run directory (override with rundir=DIR); writes\n"
+                           "RUNDIR/report.json and each stage's log under RUNDIR/logs/.",
+                           args, &npos, &pos);
+    if (rc) return rc > 0 ? 0 : (ss_error_report(NULL), 2);
+    if (npos < 1) {
+        free(pos);
+        ss_error_report("run: which pipeline? (slidestream run PIPELINE.conf [key=value ...])");
+        return 2;
+    }
+    ss_pipeline_t *pl = ss_pipeline_load(pos[0], npos - 1, pos + 1);
+    free(pos);
+    if (!pl) {
+        ss_error_report(NULL);
+        return 2;
+    }
+    /* Run directory: relative by default, because ipc:// paths are limited to ~100 bytes. */
+    char rundir[512];
+    const char *rd = ss_pipeline_var(pl, "rundir");
+    if (rd) snprintf(rundir, sizeof rundir, "%s", rd);
+    else {
+        time_t now = time(NULL);
+        struct tm tm;
+        localtime_r(&now, &tm);
+        char stamp[32];
+        strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+        snprintf(rundir, sizeof rundir, "runs/%s-%s-%d", pl->name, stamp, (int)getpid());
+    }
+    char logdir[600];
+    snprintf(logdir, sizeof logdir, "%s/logs", rundir);
+    if (!rd && ss_pipeline_set(pl, "rundir", rundir)) {
+        ss_error_report(NULL);
+        ss_pipeline_destroy(&pl);
+        return 1;
+    }
+    if (strlen(rundir) > 80)
+        ss_warn("run directory '%s' is long; ipc:// endpoints are limited to ~100 bytes", rundir);
+    if (mkdirs(logdir)) {
+        ss_error_report(NULL);
+        ss_pipeline_destroy(&pl);
+        return 1;
+    }
+    char status_ep[700], shutdown_ep[700];
+    snprintf(status_ep, sizeof status_ep, "ipc://%s/status.ipc", rundir);
+    snprintf(shutdown_ep, sizeof shutdown_ep, "ipc://%s/shutdown.ipc", rundir);
+    ss_sock_t *status = ss_sock_new(SS_PULL, status_ep, 1, 10000);
+    ss_sock_t *bcast = status ? ss_sock_new(SS_PUB, shutdown_ep, 1, 100) : NULL;
+    if (!bcast) {
+        ss_error_report(NULL);
+        ss_sock_destroy(&status);
+        ss_pipeline_destroy(&pl);
+        return 1;
+    }
+    struct sigaction sig;
+    memset(&sig, 0, sizeof sig);
+    sig.sa_handler = on_signal;
+    sigaction(SIGINT, &sig, NULL);
+    sigaction(SIGTERM, &sig, NULL);
+
+    int tty = isatty(STDERR_FILENO) && !sa.quiet;
+    if (!sa.quiet) ss_info("run %s: run directory %s", pl->name, rundir);
+    double start = ss_now();
+    if (run_pre(pl, sa.quiet)) {
+        ss_error_report(NULL);
+        ss_sock_destroy(&bcast);
+        ss_sock_destroy(&status);
+        ss_pipeline_destroy(&pl);
+        return 1;
+    }
+
+    static proc_t procs[MAX_PROCS];
+    int np = 0, failed = -1;
+    char *words[SS_PIPE_MAX_ARGS + 10];
+    for (int s = 0; s < pl->nstages && failed < 0; s++) {
+        ss_pipe_stage_t *stg = &pl->stages[s];
+        for (int r = 0; r < stg->replicas && np < MAX_PROCS; r++) {
+            int n = ss_pipeline_words(pl, stg->cmd, words + 1, SS_PIPE_MAX_ARGS);
+            if (n <= 0) {
+                if (n == 0) ss_error("run", "%s:%d: empty command", pl->path, stg->line);
+                failed = np;
+                break;
+            }
+            proc_t *p = &procs[np];
+            memset(p, 0, sizeof *p);
+            if (stg->replicas > 1) snprintf(p->name, sizeof p->name, "%s.%d", stg->name, r);
+            else snprintf(p->name, sizeof p->name, "%s", stg->name);
+            p->sink = stg->sink;
+            snprintf(p->log, sizeof p->log, "%s/%s.log", logdir, p->name);
+            words[0] = "slidestream";
+            int k = n + 1;
+            words[k++] = "--status";
+            words[k++] = status_ep;
+            words[k++] = "--shutdown";
+            words[k++] = shutdown_ep;
+            words[k++] = "--name";
+            words[k++] = p->name;
+            words[k] = NULL;
+            p->start = ss_now();
+            p->pid = spawn(words, p->log);
+            ss_pipeline_free_words(words + 1, n);
+            if (p->pid < 0) {
+                ss_error_system("run", "cannot start stage %s", p->name);
+                failed = np;
+                break;
+            }
+            p->running = 1;
+            np++;
+        }
+    }
+
+    int stopping = failed >= 0, interrupted = 0;
+    double stop_at = stopping ? ss_now() : 0, last_draw = 0;
+    for (;;) {
+        ss_msg_t m;
+        char why[128];
+        while (ss_sock_recv(status, &m, 0, why, sizeof why) == 1) {
+            if (m.h.type == SS_MSG_STATS) update_from_status(procs, np, &m);
+            ss_msg_release(&m);
+        }
+        int st;
+        pid_t pid;
+        while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+            for (int i = 0; i < np; i++) {
+                if (procs[i].pid != pid) continue;
+                procs[i].running = 0;
+                procs[i].exited = 1;
+                procs[i].status = st;
+                procs[i].end = ss_now();
+                if (!stopping && (!ok_status(st))) {
+                    failed = i;
+                    stopping = 1;
+                    stop_at = ss_now();
+                }
+            }
+        }
+        int running = 0, sinks_running = 0;
+        for (int i = 0; i < np; i++) {
+            running += procs[i].running;
+            sinks_running += procs[i].running && procs[i].sink;
+        }
+        if (!stopping && g_interrupted) {
+            interrupted = 1;
+            stopping = 1;
+            stop_at = ss_now();
+        }
+        if (!stopping && sinks_running == 0) {
+            stopping = 1;
+            stop_at = ss_now();
+        }
+        if (stopping) {
+            /* Broadcast shutdown (repeated: a slow joiner may miss the first), then escalate. */
+            ss_msg_header_t h = ss_msg_header_init(SS_MSG_SHUTDOWN);
+            static volatile int dont_block = 1;
+            ss_sock_send(bcast, &h, NULL, &dont_block);
+            double waited = ss_now() - stop_at;
+            int sig_to_send = waited > grace + 2 ? SIGKILL : (waited > grace || failed >= 0 || interrupted ? SIGTERM : 0);
+            for (int i = 0; i < np && sig_to_send; i++)
+                if (procs[i].running) kill(procs[i].pid, sig_to_send);
+            if (!running) break;
+        }
+        double now = ss_now();
+        if (!sa.quiet && now - last_draw >= (tty ? 0.2 : 5.0)) {
+            draw_progress(pl->name, procs, np, start, tty, 0);
+            last_draw = now;
+        }
+        usleep(50 * 1000);
+    }
+    /* Late status messages (final counts) */
+    {
+        ss_msg_t m;
+        char why[128];
+        while (ss_sock_recv(status, &m, 20, why, sizeof why) == 1) {
+            if (m.h.type == SS_MSG_STATS) update_from_status(procs, np, &m);
+            ss_msg_release(&m);
+        }
+    }
+    if (!sa.quiet) draw_progress(pl->name, procs, np, start, tty, 1);
+    double wall = ss_now() - start;
+    const char *verdict = "ok";
+    int exit_code = 0;
+    if (failed >= 0 || interrupted) {
+        verdict = interrupted ? "interrupted" : "failed";
+        exit_code = interrupted ? 130 : 1;
+    }
+    if (write_report(rundir, pl, procs, np, verdict, failed >= 0 && failed < np ? procs[failed].name : NULL, wall))
+        ss_error_report(NULL);
+    if (failed >= 0 && failed < np) {
+        char d[128];
+        describe_status(procs[failed].status, d, sizeof d);
+        fprintf(stderr, "slidestream run: stage '%s' failed (%s); the other stages were stopped. Log: %s\n",
+                procs[failed].name, d, procs[failed].log);
+        print_log_tail(procs[failed].log);
+    } else if (failed >= 0) {
+        ss_error_report("run: a stage could not be started");
+    } else if (interrupted) {
+        fprintf(stderr, "slidestream run: interrupted; stages stopped\n");
+    }
+    printf("run %s: %s in %.1fs; report: %s/report.json\n", pl->name, verdict, wall, rundir);
+    ss_sock_destroy(&bcast);
+    ss_sock_destroy(&status);
+    ss_pipeline_destroy(&pl);
+    return exit_code;
+}
