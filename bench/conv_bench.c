@@ -41,8 +41,10 @@ static void fill(float *p, size_t n, ss_rng_t *r)
     ss_rng_fill_uniform(r, p, n, -1.0f, 1.0f);
 }
 
-/* Best of `reps` timings of a square sgemm of size n: GFLOP/s. */
-static double sgemm_peak(int n, int reps)
+/* Best of `reps` timings of a square sgemm of size n: GFLOP/s. threaded_blas: plain cblas_sgemm
+ * with OpenBLAS's own pool at our thread count; otherwise ss_sgemm (our pool, OpenBLAS
+ * single-threaded inside, as the layers use it). */
+static double sgemm_peak(int n, int reps, int threaded_blas)
 {
     size_t nn = (size_t)n * n;
     float *a = alloc_floats(nn), *b = alloc_floats(nn), *c = alloc_floats(nn);
@@ -53,8 +55,11 @@ static double sgemm_peak(int n, int reps)
     double best = 1e30;
     for (int i = 0; i < reps + 1; i++) { /* first run warms up the thread pool */
         double t0 = now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c,
-                    n);
+        if (threaded_blas)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f,
+                        c, n);
+        else
+            ss_sgemm(0, 0, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
         double t = now() - t0;
         if (i > 0 && t < best)
             best = t;
@@ -87,7 +92,7 @@ static const layer_t resnet18[] = {
 static void bench_size(int size, int batch, double peak, double *fwd_eff, double *bwd_eff)
 {
     const int nl = (int)(sizeof resnet18 / sizeof resnet18[0]);
-    double tot_flop = 0, tot_fwd = 0, tot_bwd = 0;
+    double tot_flop = 0, tot_bflop = 0, tot_fwd = 0, tot_bwd = 0;
     ss_rng_t r;
     ss_rng_seed(&r, 7);
     printf("\n%d px, batch %d\n", size, batch);
@@ -121,22 +126,25 @@ static void bench_size(int size, int batch, double peak, double *fwd_eff, double
         }
         for (int i = 0; i < reps; i++) {
             double t0 = now();
-            ss_conv2d_backward(&c, dx, dw, NULL, y, x, w, work);
+            /* The stem conv needs no input gradient in training (its input is the image). */
+            ss_conv2d_backward(&c, l == 0 ? NULL : dx, dw, NULL, y, x, w, work);
             double t = now() - t0;
             bb = t < bb ? t : bb;
         }
         char shape[64];
         snprintf(shape, sizeof shape, "%dx%d²->%dx%d²", L->cin, side, L->cout, c.ho);
-        double gf = flop / bf * 1e-9, gb = 2 * flop / bb * 1e-9;
+        const double bflop = (l == 0 ? 1 : 2) * flop; /* dW (+ din) */
+        double gf = flop / bf * 1e-9, gb = bflop / bb * 1e-9;
         printf("  %-18s %-22s %9.2f %8.1f %5.0f%% %9.2f %8.1f %5.0f%%\n", L->name, shape, bf * 1e3,
                gf, 100 * gf / peak, bb * 1e3, gb, 100 * gb / peak);
         tot_flop += L->count * flop;
         tot_fwd += L->count * bf;
         tot_bwd += L->count * bb;
+        tot_bflop += L->count * bflop;
         free(x), free(w), free(y), free(dx), free(dw), free(work);
     }
     *fwd_eff = tot_flop / tot_fwd * 1e-9;
-    *bwd_eff = 2 * tot_flop / tot_bwd * 1e-9;
+    *bwd_eff = tot_bflop / tot_bwd * 1e-9;
     printf("  %-41s %9.1f %8.1f %5.0f%% %9.1f %8.1f %5.0f%%\n", "all ResNet-18 convs (weighted)",
            tot_fwd * 1e3, *fwd_eff, 100 * *fwd_eff / peak, tot_bwd * 1e3, *bwd_eff,
            100 * *bwd_eff / peak);
@@ -169,8 +177,12 @@ int main(int argc, char **argv)
     printf("OpenBLAS core: %s (OPENBLAS_CORETYPE=%s), threads: %d (OpenBLAS %d)\n",
            openblas_get_corename(), env ? env : "unset", ss_nn_threads(),
            openblas_get_num_threads());
-    double peak = sgemm_peak(2048, 3);
-    printf("cblas_sgemm peak (2048^3, best of 3): %.1f GFLOP/s\n", peak);
+    openblas_set_num_threads(ss_nn_threads());
+    double peak = sgemm_peak(2048, 3, 1);
+    ss_nn_set_threads(threads); /* back to OpenBLAS single-threaded under our pool */
+    double peak_ss = sgemm_peak(2048, 3, 0);
+    printf("cblas_sgemm peak (2048^3, OpenBLAS pool, best of 3): %.1f GFLOP/s\n", peak);
+    printf("ss_sgemm    peak (2048^3, our pool,      best of 3): %.1f GFLOP/s\n", peak_ss);
 
     char *save = NULL;
     printf("\nsummary (all ResNet-18 convs, weighted by count):\n");

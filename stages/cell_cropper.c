@@ -88,7 +88,7 @@ static int crop_tile(ss_stage_t *st, ss_sock_t *out, ss_sock_t *ctl, const ss_ms
 int ss_main_cell_cropper(int argc, char **argv)
 {
     const char *in_ep = NULL, *out_ep = NULL, *ctl_ep = NULL, *mode = "nucleated";
-    int crop = SS_CELLS_DEFAULT_CROP, hwm = 256;
+    int crop = SS_CELLS_DEFAULT_CROP, hwm = 8;
     ss_stage_args_t sa = {0};
     ss_arg_t args[] = {
         {"--in", SS_ARG_STRING, &in_ep, "EP", "tiles to pull (PULL, connects)", 0, 0},
@@ -96,7 +96,7 @@ int ss_main_cell_cropper(int argc, char **argv)
         {"--control", SS_ARG_STRING, &ctl_ep, "EP", "the collector's announcements (PUSH, connects)", 0, 0},
         {"--cells", SS_ARG_STRING, &mode, "nucleated|all", "which cells (default nucleated)", 0, 0},
         {"--crop", SS_ARG_INT, &crop, "PX", "crop size in tile pixels (default 96)", 8, 4096},
-        {"--hwm", SS_ARG_INT, &hwm, "N", "high-water mark in messages (default 256)", 1, 1000000},
+        {"--hwm", SS_ARG_INT, &hwm, "N", "high-water mark in messages (default 8: small queues balance the load)", 1, 1000000},
         SS_STAGE_ARGS(sa),
         {0},
     };

@@ -14,6 +14,7 @@ int ss_main_synth(int argc, char **argv);
 int ss_main_bags(int argc, char **argv);
 int ss_main_tiler(int argc, char **argv);
 int ss_main_count(int argc, char **argv);
+int ss_main_detect(int argc, char **argv);
 int ss_main_cell_cropper(int argc, char **argv);
 
 #endif

@@ -12,6 +12,7 @@ static const ss_command_t commands[] = {
     {"tiler", ss_main_tiler, "stage: open slides and stream tiles"},
     {"cell-cropper", ss_main_cell_cropper, "stage: find cells in tiles and stream centred crops"},
     {"count", ss_main_count, "stage: collect and count a stream (completion check)"},
+    {"detect", ss_main_detect, "detect cells in slides or images: CSV, GeoJSON, gallery, overlay"},
 };
 
 static void usage(FILE *f)

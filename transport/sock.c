@@ -20,6 +20,7 @@ struct ss_sock {
 };
 
 static void *g_ctx;
+static volatile int g_dropping; /* set when the process is stopping: close without lingering */
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 static void ctx_init(void)
@@ -69,7 +70,10 @@ ss_sock_t *ss_sock_new(ss_sock_kind_t kind, const char *endpoint, int default_bi
         free(s);
         return NULL;
     }
-    int linger = kind == SS_PUSH ? 2000 : 0;
+    /* A PUSH socket keeps its queued messages until a consumer takes them (infinite linger):
+     * a producer that finished must not lose its last messages at exit (PUSH/PULL has no
+     * end-of-stream). A stage that is told to stop closes with linger 0 instead. */
+    int linger = kind == SS_PUSH ? -1 : 0;
     int rc = zmq_setsockopt(s->zs, ZMQ_SNDHWM, &hwm, sizeof hwm) ||
              zmq_setsockopt(s->zs, ZMQ_RCVHWM, &hwm, sizeof hwm) ||
              zmq_setsockopt(s->zs, ZMQ_LINGER, &linger, sizeof linger);
@@ -90,12 +94,23 @@ ss_sock_t *ss_sock_new(ss_sock_kind_t kind, const char *endpoint, int default_bi
     return s;
 }
 
+void ss_sock_set_linger(ss_sock_t *s, int ms)
+{
+    zmq_setsockopt(s->zs, ZMQ_LINGER, &ms, sizeof ms);
+}
+
+void ss_transport_drop_pending(void)
+{
+    g_dropping = 1;
+}
+
 void ss_transport_term(void)
 {
     /* Blocks until every socket is closed and lingering messages have left (bounded by each
      * socket's linger), so the last messages of a stage are not lost at exit. */
     if (g_ctx) {
-        zmq_ctx_term(g_ctx);
+        /* Interrupted by a signal: give up on the queue and let the process end. */
+        while (zmq_ctx_term(g_ctx) != 0 && errno == EINTR && !g_dropping) {}
         g_ctx = NULL;
         g_once = (pthread_once_t)PTHREAD_ONCE_INIT;
     }
@@ -104,6 +119,10 @@ void ss_transport_term(void)
 void ss_sock_destroy(ss_sock_t **sp)
 {
     if (!sp || !*sp) return;
+    if (g_dropping) {
+        int zero = 0;
+        zmq_setsockopt((*sp)->zs, ZMQ_LINGER, &zero, sizeof zero);
+    }
     zmq_close((*sp)->zs);
     free(*sp);
     *sp = NULL;

@@ -34,6 +34,7 @@ static volatile sig_atomic_t g_signalled;
 static void on_signal(int sig)
 {
     g_signalled = sig;
+    ss_transport_drop_pending(); /* only sets a flag: async-signal-safe */
 }
 
 ss_stage_t *ss_stage_new(const char *name, const char *status_ep, const char *shutdown_ep)
@@ -55,6 +56,7 @@ ss_stage_t *ss_stage_new(const char *name, const char *status_ep, const char *sh
     signal(SIGPIPE, SIG_IGN);
     if (status_ep && *status_ep && !(st->status = ss_sock_new(SS_PUSH, status_ep, 0, 1000)))
         goto fail;
+    if (st->status) ss_sock_set_linger(st->status, 500); /* status is best-effort */
     if (shutdown_ep && *shutdown_ep &&
         !(st->shutdown = ss_sock_new(SS_SUB, shutdown_ep, 0, 100)))
         goto fail;
@@ -85,13 +87,17 @@ volatile int *ss_stage_stop_flag(ss_stage_t *st)
 static void check_shutdown(ss_stage_t *st)
 {
     if (g_signalled) st->stop = 1;
+    if (st->stop) ss_transport_drop_pending();
     if (!st->shutdown) return;
     for (;;) {
         ss_msg_t m;
         char why[128];
         int rc = ss_sock_recv(st->shutdown, &m, 0, why, sizeof why);
         if (rc == 1) {
-            if (m.h.type == SS_MSG_SHUTDOWN) st->stop = 1;
+            if (m.h.type == SS_MSG_SHUTDOWN) {
+                st->stop = 1;
+                ss_transport_drop_pending();
+            }
             ss_msg_release(&m);
         } else if (rc != 2) {
             break;

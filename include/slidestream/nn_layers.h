@@ -128,9 +128,12 @@ int ss_conv2d_init(ss_conv2d_t *c, int n, int cin, int h, int w, int cout, int k
 int ss_conv2d_init2(ss_conv2d_t *c, int n, int cin, int h, int w, int cout, int kh, int kw,
                     int sh, int sw, int ph, int pw);
 
-/* Scratch floats needed by forward / backward (0 is possible, e.g. 1×1 stride 1 forward).
- * Bounded: large batches are processed in chunks of images whose scratch fits the work cap
- * (default 8 Mi floats = 32 MiB; at least one image per chunk), so this does not grow with n. */
+/* Scratch floats needed by forward / backward (0 is possible, e.g. 1×1 stride 1). The two differ
+ * (forward: one block of columns per CPU; backward: a chunk of images); a model can allocate
+ * ONE buffer of the max over all its layers and both directions and share it, since calls are
+ * sequential. Bounded: the backward processes large batches in chunks of images whose scratch
+ * fits the work cap (default 8 Mi floats = 32 MiB; at least one image per chunk). Sizes depend
+ * on the shape and the number of CPUs only, not on ss_nn_set_threads(). */
 size_t ss_conv2d_forward_workspace(const ss_conv2d_t *c);
 size_t ss_conv2d_backward_workspace(const ss_conv2d_t *c);
 

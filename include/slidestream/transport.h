@@ -23,13 +23,16 @@ typedef enum { SS_PUSH, SS_PULL, SS_PUB, SS_SUB } ss_sock_kind_t;
 typedef struct ss_sock ss_sock_t;
 
 /* Create a socket and bind or connect it. `default_bind` applies to bare endpoints. `hwm` is
- * the send and receive high-water mark in messages. Linger is set to 2 s for PUSH (queued data
- * gets a chance to leave), 0 otherwise. */
+ * the send and receive high-water mark in messages. PUSH sockets linger until their queue is
+ * taken (a finished producer loses nothing at exit); everything else lingers 0. After
+ * ss_transport_drop_pending() (a stage told to stop), sockets close without lingering. */
 ss_sock_t *ss_sock_new(ss_sock_kind_t kind, const char *endpoint, int default_bind, int hwm);
 void ss_sock_destroy(ss_sock_t **s);
 /* End the process's ZeroMQ context after every socket is closed: waits for queued messages
  * to leave (up to each socket's linger). Mains call it (via ss_stage_destroy) before exit. */
 void ss_transport_term(void);
+void ss_transport_drop_pending(void);
+void ss_sock_set_linger(ss_sock_t *s, int ms);
 void *ss_sock_handle(ss_sock_t *s);
 const char *ss_sock_endpoint(const ss_sock_t *s); /* as bound/connected, without @/> */
 /* For wildcard-port binds ("@tcp://host:*"): the endpoint the system actually chose. */

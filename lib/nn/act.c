@@ -13,35 +13,35 @@ static const float kInvSqrt2Pi = 0.39894228040143267794f;
 
 void ss_add_inplace(float *y, const float *x, size_t n)
 {
-#pragma omp parallel for simd schedule(static) if (n >= ACT_PAR_MIN)
+#pragma omp parallel for simd schedule(dynamic, 8192) if (n >= ACT_PAR_MIN)
     for (size_t i = 0; i < n; i++)
         y[i] += x[i];
 }
 
 void ss_scale_inplace(float *y, float a, size_t n)
 {
-#pragma omp parallel for simd schedule(static) if (n >= ACT_PAR_MIN)
+#pragma omp parallel for simd schedule(dynamic, 8192) if (n >= ACT_PAR_MIN)
     for (size_t i = 0; i < n; i++)
         y[i] *= a;
 }
 
 void ss_relu_forward(float *out, const float *in, size_t n)
 {
-#pragma omp parallel for simd schedule(static) if (n >= ACT_PAR_MIN)
+#pragma omp parallel for simd schedule(dynamic, 8192) if (n >= ACT_PAR_MIN)
     for (size_t i = 0; i < n; i++)
         out[i] = in[i] > 0.0f ? in[i] : 0.0f;
 }
 
 void ss_relu_backward(float *din, const float *dout, const float *out, size_t n)
 {
-#pragma omp parallel for simd schedule(static) if (n >= ACT_PAR_MIN)
+#pragma omp parallel for simd schedule(dynamic, 8192) if (n >= ACT_PAR_MIN)
     for (size_t i = 0; i < n; i++)
         din[i] = out[i] > 0.0f ? dout[i] : 0.0f;
 }
 
 void ss_gelu_forward(float *out, const float *in, size_t n)
 {
-#pragma omp parallel for schedule(static) if (n >= ACT_PAR_MIN_HEAVY)
+#pragma omp parallel for schedule(dynamic, 2048) if (n >= ACT_PAR_MIN_HEAVY)
     for (size_t i = 0; i < n; i++) {
         float x = in[i];
         out[i] = 0.5f * x * (1.0f + erff(x * kInvSqrt2));
@@ -51,7 +51,7 @@ void ss_gelu_forward(float *out, const float *in, size_t n)
 void ss_gelu_backward(float *din, const float *dout, const float *in, size_t n)
 {
     /* d/dx x*Phi(x) = Phi(x) + x*phi(x) */
-#pragma omp parallel for schedule(static) if (n >= ACT_PAR_MIN_HEAVY)
+#pragma omp parallel for schedule(dynamic, 2048) if (n >= ACT_PAR_MIN_HEAVY)
     for (size_t i = 0; i < n; i++) {
         float x = in[i];
         float cdf = 0.5f * (1.0f + erff(x * kInvSqrt2));
@@ -62,14 +62,14 @@ void ss_gelu_backward(float *din, const float *dout, const float *in, size_t n)
 
 void ss_tanh_forward(float *out, const float *in, size_t n)
 {
-#pragma omp parallel for schedule(static) if (n >= ACT_PAR_MIN_HEAVY)
+#pragma omp parallel for schedule(dynamic, 2048) if (n >= ACT_PAR_MIN_HEAVY)
     for (size_t i = 0; i < n; i++)
         out[i] = tanhf(in[i]);
 }
 
 void ss_tanh_backward(float *din, const float *dout, const float *out, size_t n)
 {
-#pragma omp parallel for simd schedule(static) if (n >= ACT_PAR_MIN)
+#pragma omp parallel for simd schedule(dynamic, 8192) if (n >= ACT_PAR_MIN)
     for (size_t i = 0; i < n; i++)
         din[i] = dout[i] * (1.0f - out[i] * out[i]);
 }
@@ -77,7 +77,7 @@ void ss_tanh_backward(float *din, const float *dout, const float *out, size_t n)
 void ss_sigmoid_forward(float *out, const float *in, size_t n)
 {
     /* Branch on the sign so expf never overflows. */
-#pragma omp parallel for schedule(static) if (n >= ACT_PAR_MIN_HEAVY)
+#pragma omp parallel for schedule(dynamic, 2048) if (n >= ACT_PAR_MIN_HEAVY)
     for (size_t i = 0; i < n; i++) {
         float x = in[i];
         if (x >= 0.0f) {
@@ -91,7 +91,7 @@ void ss_sigmoid_forward(float *out, const float *in, size_t n)
 
 void ss_sigmoid_backward(float *din, const float *dout, const float *out, size_t n)
 {
-#pragma omp parallel for simd schedule(static) if (n >= ACT_PAR_MIN)
+#pragma omp parallel for simd schedule(dynamic, 8192) if (n >= ACT_PAR_MIN)
     for (size_t i = 0; i < n; i++)
         din[i] = dout[i] * out[i] * (1.0f - out[i]);
 }

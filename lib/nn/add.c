@@ -8,13 +8,13 @@
 void ss_add_forward(float *out, const float *a, const float *b, size_t n, int relu)
 {
     if (relu) {
-#pragma omp parallel for simd schedule(static) if (n >= ADD_PAR_MIN)
+#pragma omp parallel for simd schedule(dynamic, 8192) if (n >= ADD_PAR_MIN)
         for (size_t i = 0; i < n; i++) {
             float v = a[i] + b[i];
             out[i] = v > 0.0f ? v : 0.0f;
         }
     } else {
-#pragma omp parallel for simd schedule(static) if (n >= ADD_PAR_MIN)
+#pragma omp parallel for simd schedule(dynamic, 8192) if (n >= ADD_PAR_MIN)
         for (size_t i = 0; i < n; i++)
             out[i] = a[i] + b[i];
     }
@@ -27,7 +27,7 @@ void ss_add_backward(float *da, float *db, const float *dout, const float *relu_
         float *first = da ? da : db;
         if (!first)
             return;
-#pragma omp parallel for simd schedule(static) if (n >= ADD_PAR_MIN)
+#pragma omp parallel for simd schedule(dynamic, 8192) if (n >= ADD_PAR_MIN)
         for (size_t i = 0; i < n; i++)
             first[i] = relu_out[i] > 0.0f ? dout[i] : 0.0f;
         if (da && db && db != da)

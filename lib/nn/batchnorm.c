@@ -6,7 +6,8 @@
 
 #include <math.h>
 
-/* Channels per parallel region are few (64..512) but each is large; static schedule is fine.
+/* Channels are few (64..512) but large; dynamic scheduling keeps both cores busy when the
+ * machine is shared (each channel is still reduced by one thread, so results do not change).
  * Tiny tensors run serially to avoid fork/join overhead dominating. */
 #define BN_PAR_MIN ((size_t)1 << 15)
 
@@ -32,7 +33,7 @@ void ss_batchnorm_forward_train(float *out, float *save_mean, float *save_invstd
     int64_t nbt = 1;
     if (num_batches_tracked)
         nbt = ++*num_batches_tracked;
-#pragma omp parallel for schedule(static) if (total >= BN_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 1) if (total >= BN_PAR_MIN)
     for (int ch = 0; ch < c; ch++) {
         /* Shifted sums (shift = first element) keep the one-pass variance accurate. */
         const double shift = x[(size_t)ch * hw];
@@ -84,7 +85,7 @@ void ss_batchnorm_forward_eval(float *out, const float *x, const float *gamma, c
                                int hw, float eps, int relu)
 {
     const size_t total = (size_t)n * c * hw;
-#pragma omp parallel for collapse(2) schedule(static) if (total >= BN_PAR_MIN)
+#pragma omp parallel for collapse(2) schedule(dynamic, 4) if (total >= BN_PAR_MIN)
     for (int i = 0; i < n; i++) {
         for (int ch = 0; ch < c; ch++) {
             const float g = gamma ? gamma[ch] : 1.0f, bt = beta ? beta[ch] : 0.0f;
@@ -112,7 +113,7 @@ void ss_batchnorm_backward(float *din, float *dgamma, float *dbeta, const float 
                            const float *gamma, const float *relu_out, int n, int c, int hw)
 {
     const size_t count = (size_t)n * hw, total = count * c;
-#pragma omp parallel for schedule(static) if (total >= BN_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 1) if (total >= BN_PAR_MIN)
     for (int ch = 0; ch < c; ch++) {
         const float mean = save_mean[ch], invstd = save_invstd[ch];
         double sdy = 0.0, sdyx = 0.0; /* sum dy, sum dy * xhat */
@@ -176,7 +177,7 @@ void ss_batchnorm_backward_eval(float *din, float *dgamma, float *dbeta, const f
                                 int hw, float eps)
 {
     const size_t total = (size_t)n * c * hw;
-#pragma omp parallel for schedule(static) if (total >= BN_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 1) if (total >= BN_PAR_MIN)
     for (int ch = 0; ch < c; ch++) {
         const float invstd = 1.0f / sqrtf(running_var[ch] + eps), mean = running_mean[ch];
         const float k1 = (gamma ? gamma[ch] : 1.0f) * invstd;

@@ -374,7 +374,7 @@ static void conv_bias_grad(const ss_conv2d_t *c, float *dbias, const float *dout
 {
     const int n = c->n, cout = c->cout;
     const size_t P = conv_p(c);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 4)
     for (int co = 0; co < cout; co++) {
         double s = 0.0;
         for (int i = 0; i < n; i++) {

@@ -31,7 +31,7 @@ void ss_dropout_forward(float *out, uint8_t *mask, const float *in, size_t n, fl
     }
     const uint32_t thr = drop_threshold(p);
     const float scale = 1.0f / (1.0f - p);
-#pragma omp parallel for schedule(static) if (n >= DROP_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 8192) if (n >= DROP_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         int keep = drop_keep(key, i, thr);
         mask[i] = (uint8_t)keep;
@@ -46,7 +46,7 @@ void ss_dropout_backward(float *din, const float *dout, const uint8_t *mask, siz
         return;
     }
     const float scale = 1.0f / (1.0f - p);
-#pragma omp parallel for simd schedule(static) if (n >= DROP_PAR_MIN)
+#pragma omp parallel for simd schedule(dynamic, 8192) if (n >= DROP_PAR_MIN)
     for (size_t i = 0; i < n; i++)
         din[i] = mask[i] ? dout[i] * scale : 0.0f;
 }

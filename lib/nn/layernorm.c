@@ -9,7 +9,7 @@
 void ss_layernorm_forward(float *out, float *save_mean, float *save_rstd, const float *x,
                           const float *weight, const float *bias, int rows, int dim, float eps)
 {
-#pragma omp parallel for schedule(static) if ((size_t)rows * dim >= LN_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 8) if ((size_t)rows * dim >= LN_PAR_MIN)
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * dim;
         float *or = out + (size_t)r * dim;
@@ -43,7 +43,7 @@ void ss_layernorm_backward(float *din, float *dweight, float *dbias, const float
 {
     /* Parameter gradients: split over columns so each column sums rows in order. */
     if (dweight || dbias) {
-#pragma omp parallel for schedule(static) if ((size_t)rows * dim >= LN_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 8) if ((size_t)rows * dim >= LN_PAR_MIN)
         for (int j = 0; j < dim; j++) {
             double gw = 0.0, gb = 0.0;
             for (int r = 0; r < rows; r++) {
@@ -59,7 +59,7 @@ void ss_layernorm_backward(float *din, float *dweight, float *dbias, const float
     }
     if (!din)
         return;
-#pragma omp parallel for schedule(static) if ((size_t)rows * dim >= LN_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 8) if ((size_t)rows * dim >= LN_PAR_MIN)
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * dim, *dr = dout + (size_t)r * dim;
         float *ir = din + (size_t)r * dim;

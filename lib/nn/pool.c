@@ -60,7 +60,7 @@ void ss_maxpool2d_forward(const ss_pool2d_t *p, float *out, int32_t *argmax, con
 {
     const int planes = p->n * p->c;
     const size_t in_plane = (size_t)p->h * p->w, out_plane = (size_t)p->ho * p->wo;
-#pragma omp parallel for schedule(static) if (planes * in_plane >= POOL_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 8) if (planes * in_plane >= POOL_PAR_MIN)
     for (int pl = 0; pl < planes; pl++) {
         const float *src = in + pl * in_plane;
         float *dst = out + pl * out_plane;
@@ -76,7 +76,7 @@ void ss_maxpool2d_backward(const ss_pool2d_t *p, float *din, const float *dout,
 {
     const int planes = p->n * p->c;
     const size_t in_plane = (size_t)p->h * p->w, out_plane = (size_t)p->ho * p->wo;
-#pragma omp parallel for schedule(static) if (planes * in_plane >= POOL_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 8) if (planes * in_plane >= POOL_PAR_MIN)
     for (int pl = 0; pl < planes; pl++) {
         float *dst = din + pl * in_plane;
         const float *src = dout + pl * out_plane;
@@ -126,7 +126,7 @@ void ss_maxpool2d_backward_naive(const ss_pool2d_t *p, float *din, const float *
 void ss_avgpool_global_forward(float *out, const float *in, int n, int c, int hw)
 {
     const int planes = n * c;
-#pragma omp parallel for schedule(static) if ((size_t)planes * hw >= POOL_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 8) if ((size_t)planes * hw >= POOL_PAR_MIN)
     for (int pl = 0; pl < planes; pl++) {
         const float *src = in + (size_t)pl * hw;
         float s = 0.0f;
@@ -140,7 +140,7 @@ void ss_avgpool_global_forward(float *out, const float *in, int n, int c, int hw
 void ss_avgpool_global_backward(float *din, const float *dout, int n, int c, int hw)
 {
     const int planes = n * c;
-#pragma omp parallel for schedule(static) if ((size_t)planes * hw >= POOL_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 8) if ((size_t)planes * hw >= POOL_PAR_MIN)
     for (int pl = 0; pl < planes; pl++) {
         float g = dout[pl] / (float)hw;
         float *dst = din + (size_t)pl * hw;

@@ -7,7 +7,7 @@
 
 void ss_softmax_forward(float *out, const float *x, int rows, int dim)
 {
-#pragma omp parallel for schedule(static) if ((size_t)rows * dim >= SM_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 8) if ((size_t)rows * dim >= SM_PAR_MIN)
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * dim;
         float *or = out + (size_t)r * dim;
@@ -28,7 +28,7 @@ void ss_softmax_forward(float *out, const float *x, int rows, int dim)
 
 void ss_softmax_backward(float *din, const float *dout, const float *out, int rows, int dim)
 {
-#pragma omp parallel for schedule(static) if ((size_t)rows * dim >= SM_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 8) if ((size_t)rows * dim >= SM_PAR_MIN)
     for (int r = 0; r < rows; r++) {
         const float *dr = dout + (size_t)r * dim, *yr = out + (size_t)r * dim;
         float *ir = din + (size_t)r * dim;

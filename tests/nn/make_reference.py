@@ -13,6 +13,8 @@ writes:
      grad_ce/<name>, grad_nt/<name>            every parameter gradient of each loss
      buffers/<name>                            BN running stats after the train forward
      sgd/<name>                                params after one SGD(momentum, wd) step on grad_ce
+     adam/<name>, adamw/<name>                 params after two Adam / AdamW steps (grad_ce,
+                                               then grad_nt)
      ags/<name>                                params after one SGD step on the SLAM-AGS
                                                combination (PCGrad + rescaling) of the two
 """
@@ -27,6 +29,7 @@ import torchvision
 
 B, S, CLASSES, HID, OUT = 8, 64, 10, 64, 32
 TAU, LR, MOMENTUM, WD, EPS = 0.2, 0.05, 0.9, 5e-4, 1e-10
+ADAM_LR, ADAM_WD = 1e-3, 1e-2
 
 
 def nt_xent(z, tau):
@@ -133,6 +136,22 @@ def main(out):
             r[f"{group}/{n_}"] = p.detach().numpy()
 
     sgd_from_start(g1, "sgd")
+
+    # Adam and AdamW: two steps (grad_ce, then grad_nt) from the start. The C side feeds these
+    # same reference gradients (Adam's ~sign(g) update would amplify last-bit differences).
+    for group, cls in (("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)):
+        with torch.no_grad():
+            for p, (k, _) in zip(params, model.named_parameters()):
+                p.copy_(sd[k])
+        opt = cls(params, lr=ADAM_LR, weight_decay=ADAM_WD)
+        for flat in (g1, g2):
+            idx = 0
+            for p in params:
+                p.grad = flat[idx: idx + p.numel()].view_as(p).clone()
+                idx += p.numel()
+            opt.step()
+        for n_, p in zip(names, params):
+            r[f"{group}/{n_}"] = p.detach().numpy()
     # SLAM-AGS step (specs/methods.md §6.4), same arithmetic as the reference training loop.
     # In float64: over 11M elements float32 reductions alone move the projection coefficients
     # by ~1e-4; the C side accumulates in double, so double is the faithful oracle here.
@@ -158,7 +177,8 @@ def main(out):
     r.attrs["conflict"] = int((g1 * g2).sum().item() < 0)
     r.attrs["cosine"] = float(F.cosine_similarity(g1, g2, dim=0))
     sgd_from_start(g.float(), "ags")
-    for k, v in dict(tau=TAU, lr=LR, momentum=MOMENTUM, weight_decay=WD).items():
+    for k, v in dict(tau=TAU, lr=LR, momentum=MOMENTUM, weight_decay=WD, adam_lr=ADAM_LR,
+                     adam_weight_decay=ADAM_WD).items():
         r.attrs[k] = v
     r.close()
     print(f"reference written to {out} (g1.g2 cosine {float(F.cosine_similarity(g1, g2, dim=0)):.4f})")

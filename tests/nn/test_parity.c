@@ -1,7 +1,8 @@
 /* nn.parity_resnet18 — the C ResNet-18 against PyTorch. make_reference.py wrote a checkpoint
  * (ckpt.h5) and expected tensors (ref.h5); we load the same checkpoint and recompute: the
  * eval-mode forward, the train-mode forward and running statistics, both losses, every parameter
- * gradient of each loss, the weights after one SGD-with-momentum step and after one SLAM-AGS
+ * gradient of each loss, the weights after one SGD-with-momentum step, after two Adam and two
+ * AdamW steps, and after one SLAM-AGS
  * (PCGrad + rescaling) step. Any element outside tolerance fails the process.
  *
  * Tolerance, per tensor t with reference r: |c - r| <= RTOL |r| + ATOL max|r| (the ATOL term
@@ -143,6 +144,22 @@ static int compare_table(hid_t f, ss_resnet_t *m, const char *group, const float
     return 0;
 }
 
+/* Reads <group>/<name> of every float parameter into flat (num_params), model layout. */
+static int read_table(hid_t f, ss_resnet_t *m, const char *group, float *flat)
+{
+    for (int i = 0; i < m->table_len; i++) {
+        const ss_ckpt_tensor_t *t = &m->table[i];
+        if (t->dtype != SS_DTYPE_F32 || (float *)t->data < m->params ||
+            (float *)t->data >= m->params + m->num_params)
+            continue;
+        char name[256];
+        snprintf(name, sizeof(name), "%s/%s", group, t->name);
+        if (read_f32(f, name, flat + ((float *)t->data - m->params), ss_ckpt_numel(t)))
+            return -1;
+    }
+    return 0;
+}
+
 static int compare_output(hid_t f, ss_resnet_t *m, const char *group, ss_resnet_output_t which,
                           const char *label, int n)
 {
@@ -257,6 +274,29 @@ int main(int argc, char **argv)
     ss_optim_step(opt, pw, g1, oc.lr);
     memcpy(m->params, pw, sizeof(float) * np);
     if (compare_table(f, m, "sgd", m->params, 0)) goto fail;
+    /* Adam / AdamW: two steps, grad_ce then grad_nt. Adam's update is about lr * sign(g)
+     * wherever |g| is tiny, so the last-bit differences of our own gradients would flip it;
+     * these steps therefore start from PyTorch's gradients, which isolates the optimiser. */
+    double alr = 1e-3, awd = 1e-2;
+    read_attr(f, "adam_lr", &alr);
+    read_attr(f, "adam_weight_decay", &awd);
+    float *r1 = malloc(sizeof(float) * np), *r2 = malloc(sizeof(float) * np);
+    if (!r1 || !r2 || read_table(f, m, "grad_ce", r1) || read_table(f, m, "grad_nt", r2))
+        goto fail;
+    for (int k = 0; k < 2; k++) {
+        ss_optim_config_t ac = ss_optim_config_default(k ? SS_OPTIM_ADAMW : SS_OPTIM_ADAM,
+                                                       (float)alr);
+        ac.weight_decay = (float)awd;
+        ss_optim_t *ad = ss_optim_new(&ac, np);
+        if (!ad) goto fail;
+        memcpy(pw, p0, sizeof(float) * np);
+        ss_optim_step(ad, pw, r1, ac.lr);
+        ss_optim_step(ad, pw, r2, ac.lr);
+        ss_optim_destroy(&ad);
+        memcpy(m->params, pw, sizeof(float) * np);
+        if (compare_table(f, m, k ? "adamw" : "adam", m->params, 0)) goto fail;
+    }
+    free(r1), free(r2);
     ss_surgery_info_t info;
     ss_optim_reset(opt);
     if (ss_surgery_combine(g1, g1, g2, np, SS_SURGERY_AGS, 0, &info)) goto fail;

@@ -209,6 +209,25 @@ static void checkpoints(const char *dir)
         CHECK(r->counters[3] == 42 && r->buffers[5] == 0.75f, "buffers and counters");
         ss_resnet_destroy(&r);
     }
+    /* an inference-only model (own ping-pong buffers) computes what a training-capable one
+     * computes in eval mode (buffers carved from its training arena) */
+    r = ss_resnet_new_from_checkpoint(path, 2, 1);
+    CHECK(r != NULL, "%s", ss_error_last());
+    if (r) {
+        size_t nx = (size_t)2 * 3 * 40 * 40;
+        float *x = malloc(nx * sizeof(float));
+        ss_rng_t rng;
+        ss_rng_seed(&rng, 5);
+        ss_rng_fill_normal(&rng, x, nx, 0, 1);
+        int d1, d2;
+        CHECK(ss_resnet_forward(m, x, 2, 0) == 0 && ss_resnet_forward(r, x, 2, 0) == 0, "eval");
+        const float *a = ss_resnet_output(m, SS_RESNET_LOGITS, &d1);
+        const float *b = ss_resnet_output(r, SS_RESNET_LOGITS, &d2);
+        CHECK(d1 == 2 && d2 == 2, "logit width");
+        for (int i = 0; i < 4; i++) CHECK_NEAR(a[i], b[i], 1e-6, 1e-5);
+        free(x);
+        ss_resnet_destroy(&r);
+    }
     /* loading into a model of another shape names the problem */
     c.num_classes = 3;
     ss_resnet_t *o = ss_resnet_new(&c, 1, 0);
