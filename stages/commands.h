@@ -16,5 +16,6 @@ int ss_main_tiler(int argc, char **argv);
 int ss_main_count(int argc, char **argv);
 int ss_main_detect(int argc, char **argv);
 int ss_main_cell_cropper(int argc, char **argv);
+int ss_main_bag_builder(int argc, char **argv);
 
 #endif

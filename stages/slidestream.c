@@ -11,6 +11,7 @@ static const ss_command_t commands[] = {
     {"bags", ss_main_bags, "bag-builder: simulated witness-rate bags from cell folders"},
     {"tiler", ss_main_tiler, "stage: open slides and stream tiles"},
     {"cell-cropper", ss_main_cell_cropper, "stage: find cells in tiles and stream centred crops"},
+    {"bag-builder", ss_main_bag_builder, "stage: group a slide's cells into a labelled bag"},
     {"count", ss_main_count, "stage: collect and count a stream (completion check)"},
     {"detect", ss_main_detect, "detect cells in slides or images: CSV, GeoJSON, gallery, overlay"},
 };

@@ -133,12 +133,13 @@ int ss_conv2d_init2(ss_conv2d_t *c, int n, int cin, int h, int w, int cout, int 
  * ONE buffer of the max over all its layers and both directions and share it, since calls are
  * sequential. Bounded: the backward processes large batches in chunks of images whose scratch
  * fits the work cap (default 8 Mi floats = 32 MiB; at least one image per chunk). Sizes depend
- * on the shape and the number of CPUs only, not on ss_nn_set_threads(). */
+ * on the shape and the number of CPUs only, not on ss_nn_set_threads(), and never grow when n
+ * shrinks: the workspace for the largest batch serves every smaller one. */
 size_t ss_conv2d_forward_workspace(const ss_conv2d_t *c);
 size_t ss_conv2d_backward_workspace(const ss_conv2d_t *c);
 
-/* Tuning/testing knob: scratch cap per chunk in floats (0 restores the default). Global; set it
- * before asking for workspace sizes, never while convolutions run. */
+/* Tuning/testing knob: the backward pass's scratch cap per chunk of images, in floats (0 restores
+ * the default). Global; set it before asking for workspace sizes, never while convolutions run. */
 void ss_conv2d_set_work_cap(size_t floats);
 
 /* out[n, cout, ho, wo] = conv(in[n, cin, h, w], weight[cout, cin, kh, kw]) + bias[cout].

@@ -10,7 +10,8 @@
  *   AGS     PCGRAD, then (if |out| > 0) out *= |g1 + g2| / (|out| + 1e-10)   (SLAM-AGS)
  *   CAGRAD  g0 = (g1+g2)/2, sqrt(phi) = c|g0|; w* = argmin_{w in [0,1]} g_w.g0 + sqrt(phi)|g_w|,
  *           g_w = w g1 + (1-w) g2, solved in closed form (see surgery.c);
- *           out = (g0 + sqrt(phi)/(|g_w*| + 1e-8) g_w*) / (1 + c^2)  (official rescale=1)
+ *           out = (g0 + sqrt(phi)/(|g_w*| + 1e-8) g_w*) / (1 + c^2)  (official rescale=1;
+ *           like the official code, sqrt(phi) = c sqrt(|g0|^2 + 1e-8) + 1e-8)
  *   MGDA    alpha = clip(((g2-g1).g2) / |g1-g2|^2, 0, 1); out = alpha g1 + (1-alpha) g2
  */
 #ifndef SLIDESTREAM_NN_SURGERY_H

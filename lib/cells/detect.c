@@ -203,7 +203,9 @@ static void merge_fragments(obj_t *o, int nl, double frag_max_px, double reach_p
         double fx = f->sx / f->n, fy = f->sy / f->n, dbest = reach_px * reach_px;
         int to = 0;
         for (int l = 1; l <= nl; l++) {
-            if (l == best || o[l].merged_into > 0 || o[l].n <= f->n) continue;
+            /* Into larger objects only (ties by label) so that merging cannot cycle. */
+            if (l == best || o[l].merged_into > 0 || o[l].n < f->n || (o[l].n == f->n && l < best))
+                continue;
             double dx = o[l].sx / o[l].n - fx, dy = o[l].sy / o[l].n - fy;
             if (dx * dx + dy * dy <= dbest) dbest = dx * dx + dy * dy, to = l;
         }

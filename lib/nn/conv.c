@@ -7,9 +7,9 @@
  * Forward:  tasks of nb columns over the whole batch; each task does im2col into its thread's
  *           slot of `work`, C = W[cout, K] · cols, and scatters C into out with the fused
  *           epilogue (bias, residual, ReLU). No barriers; dynamic schedule.
- * Backward: per chunk of images (bounded scratch): D = gather(dout), cols = im2col(in);
- *           dW += D · cols^T split over blocks of dW columns; cols := W^T · D split over column
- *           blocks; col2im plane by plane into din.
+ * Backward: per chunk of images (bounded scratch), tasks of whole images: D = gather(dout),
+ *           cols = im2col(in), dcols = W^T · D and col2im into the task's din planes; after
+ *           one barrier, dW += D · cols^T split over blocks of dW columns.
  * 1×1 stride-1 convs with a large plane skip im2col: sgemms straight on the NCHW tensors.
  *
  * Threading: one OpenMP region per call; OpenBLAS runs single-threaded inside it (see sgemm.c).
@@ -125,13 +125,25 @@ size_t ss_conv2d_forward_workspace(const ss_conv2d_t *c)
     return (size_t)conv_slots() * (conv_k(c) + (size_t)c->cout) * (size_t)conv_fwd_nb(c);
 }
 
+/* Images per backward task in a chunk of nc images: about nb columns (as in the forward), whole
+ * images so that each task owns its din planes. */
+static int conv_bwd_images(const ss_conv2d_t *c, int nc)
+{
+    const long P = (long)conv_p(c), ncols = (long)nc * P, slots = conv_slots();
+    const long nb = clampi(round16((ncols + 3 * slots - 1) / (3 * slots)), 64, 2048);
+    long imgs = (nb + P - 1) / P;
+    return (int)(imgs < 1 ? 1 : imgs > nc ? nc : imgs);
+}
+
 size_t ss_conv2d_backward_workspace(const ss_conv2d_t *c)
 {
     if (conv_direct_1x1(c))
         return 0;
-    return (size_t)conv_chunk(c) * (conv_k(c) + (size_t)c->cout) * conv_p(c);
+    const int chunk = conv_chunk(c);
+    /* cols + D for the chunk, then one dcols block [K, images*P] per slot. */
+    return (size_t)chunk * (conv_k(c) + (size_t)c->cout) * conv_p(c) +
+           (size_t)conv_slots() * conv_k(c) * conv_p(c) * (size_t)conv_bwd_images(c, chunk);
 }
-
 /* Valid output column range [*lo, *hi) for kernel column offset kx: ix = ox*s - p + kx in [0, w). */
 static void conv_valid_range(int wo, int w, int s, int p, int kx, int *lo, int *hi)
 {
@@ -209,14 +221,14 @@ static void im2col_cols(const ss_conv2d_t *c, float *cols, size_t ldc, int cbase
     }
 }
 
-/* din images n0.. = col2im(cols[K, nc*P]), parallel over (image, ci) planes: each plane is owned
- * by one thread, so the scatter-add has no races and a fixed order. Call from a parallel region. */
-static void col2im_planes(const ss_conv2d_t *c, float *din, const float *cols, int n0, int nc)
+/* din images n0 .. n0+nimg-1 = col2im(cols[K, nimg*P], leading dimension ldc). The caller's task
+ * owns these images' planes, so the scatter-add has no races and a fixed order. */
+static void col2im_images(const ss_conv2d_t *c, float *din, const float *cols, size_t ldc, int n0,
+                          int nimg)
 {
     const int khw = c->kh * c->kw, cin = c->cin;
-    const size_t P = conv_p(c), ncols = (size_t)nc * P, plane = (size_t)c->h * c->w;
-#pragma omp for collapse(2) schedule(dynamic, 8)
-    for (int i = 0; i < nc; i++) {
+    const size_t P = conv_p(c), plane = (size_t)c->h * c->w;
+    for (int i = 0; i < nimg; i++) {
         for (int ci = 0; ci < cin; ci++) {
             float *dst_plane = din + ((size_t)(n0 + i) * cin + ci) * plane;
             memset(dst_plane, 0, sizeof(float) * plane);
@@ -224,7 +236,7 @@ static void col2im_planes(const ss_conv2d_t *c, float *din, const float *cols, i
                 for (int kx = 0; kx < c->kw; kx++) {
                     int lo, hi;
                     conv_valid_range(c->wo, c->w, c->sw, c->pw, kx, &lo, &hi);
-                    const float *row = cols + (size_t)(ci * khw + ky * c->kw + kx) * ncols +
+                    const float *row = cols + (size_t)(ci * khw + ky * c->kw + kx) * ldc +
                                        (size_t)i * P;
                     for (int oy = 0; oy < c->ho; oy++) {
                         int iy = oy * c->sh - c->ph + ky;
@@ -433,39 +445,41 @@ void ss_conv2d_backward(const ss_conv2d_t *c, float *din, float *dweight, float 
     const int slots = conv_slots();
     /* Rows of dW per task: a few tasks per slot. */
     const int kb = clampi(round16((K + 2L * slots - 1) / (2L * slots)), 16, K > 16 ? K : 16);
-    /* Phases separated by the implicit barriers of the `omp for`s; every task's extent depends on
-     * the shape only and each output element is reduced inside one sgemm call, so dynamic
-     * scheduling cannot change the result. */
+    float *dcols_base = work + (size_t)chunk * (K + cout) * P;
+    const size_t dcols_slot = (size_t)K * P * conv_bwd_images(c, chunk);
+    /* Per chunk: phase A, tasks of whole images: gather D, im2col (for dW), and for din
+     * dcols = W^T · D into the thread's slot, col2im into the task's own images. Phase B, after
+     * the one barrier: dW by blocks of its columns. Task extents depend on the shape and the CPU
+     * count only and every output element is reduced inside one sgemm call, so neither the
+     * thread count nor the dynamic schedule changes the result. */
 #pragma omp parallel num_threads(conv_threads())
-    for (int n0 = 0; n0 < c->n; n0 += chunk) {
-        const int nc = imin(chunk, c->n - n0), ncols = nc * P;
-        const int nb = clampi(round16((ncols + 3L * slots - 1) / (3L * slots)), 64, 2048);
-        const int ntasks = (ncols + nb - 1) / nb;
-        float *cols = work, *D = work + (size_t)K * ncols;
-#pragma omp for schedule(dynamic, 1)
-        for (int task = 0; task < ntasks; task++) {
-            const int b0 = task * nb, b1 = imin(ncols, b0 + nb);
-            conv_gather_cols(c, D, (size_t)ncols, dout, n0, b0, b1);
-            if (dweight)
-                im2col_cols(c, cols, (size_t)ncols, 0, in, n0, b0, b1);
-        }
-        if (dweight) {
-            /* dW[:, k0:k1] += D[cout, ncols] · cols[k0:k1, ncols]^T */
-#pragma omp for schedule(dynamic, 1)
-            for (int k0 = 0; k0 < K; k0 += kb)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, cout, imin(kb, K - k0), ncols,
-                            1.0f, D, ncols, cols + (size_t)k0 * ncols, ncols, 1.0f, dweight + k0,
-                            K);
-        }
-        if (din) {
-            /* cols[:, b0:b1] := W^T[K, cout] · D[:, b0:b1], then col2im plane by plane. */
+    {
+        float *dcols = dcols_base + (size_t)omp_get_thread_num() * dcols_slot;
+        for (int n0 = 0; n0 < c->n; n0 += chunk) {
+            const int nc = imin(chunk, c->n - n0), ncols = nc * P;
+            const int imgs = conv_bwd_images(c, nc), ntasks = (nc + imgs - 1) / imgs;
+            float *cols = work, *D = work + (size_t)K * ncols;
 #pragma omp for schedule(dynamic, 1)
             for (int task = 0; task < ntasks; task++) {
-                const int b0 = task * nb, w = imin(ncols, b0 + nb) - b0;
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, w, cout, 1.0f, weight, K,
-                            D + b0, ncols, 0.0f, cols + b0, ncols);
+                const int i0 = task * imgs, ni = imin(imgs, nc - i0);
+                const int b0 = i0 * P, w = ni * P;
+                conv_gather_cols(c, D, (size_t)ncols, dout, n0, b0, b0 + w);
+                if (dweight)
+                    im2col_cols(c, cols, (size_t)ncols, 0, in, n0, b0, b0 + w);
+                if (din) {
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, w, cout, 1.0f, weight,
+                                K, D + b0, ncols, 0.0f, dcols, w);
+                    col2im_images(c, din, dcols, (size_t)w, n0 + i0, ni);
+                }
             }
-            col2im_planes(c, din, cols, n0, nc); /* ends with the for's barrier */
+            if (dweight) {
+                /* dW[:, k0:k1] += D[cout, ncols] · cols[k0:k1, ncols]^T */
+#pragma omp for schedule(dynamic, 1)
+                for (int k0 = 0; k0 < K; k0 += kb)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, cout, imin(kb, K - k0),
+                                ncols, 1.0f, D, ncols, cols + (size_t)k0 * ncols, ncols, 1.0f,
+                                dweight + k0, K);
+            }
         }
     }
 }

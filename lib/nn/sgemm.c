@@ -57,7 +57,29 @@ void ss_sgemm(int transa, int transb, int M, int N, int K, float alpha, const fl
         ss_sgemm_part(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, 0, 1);
         return;
     }
-#pragma omp parallel num_threads(nt)
-    ss_sgemm_part(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
-                  omp_get_thread_num(), omp_get_num_threads());
+    /* Blocks of the wider output dimension, three per CPU (at least 64 wide), handed out
+     * dynamically so that a thread stalled by another process does not hold up the rest. */
+    const int split_n = N >= M, len = split_n ? N : M;
+    const int procs = omp_get_num_procs() > 0 ? omp_get_num_procs() : 1;
+    int nblk = 3 * procs;
+    if (nblk > (len + 63) / 64)
+        nblk = (len + 63) / 64;
+    if (nblk < 1)
+        nblk = 1;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+    for (int b = 0; b < nblk; b++) {
+        int lo, hi;
+        ss_nn_split(len, nblk, b, 16, &lo, &hi);
+        if (hi <= lo)
+            continue;
+        if (split_n)
+            cblas_sgemm(CblasRowMajor, transa ? CblasTrans : CblasNoTrans,
+                        transb ? CblasTrans : CblasNoTrans, M, hi - lo, K, alpha, A, lda,
+                        transb ? B + (size_t)lo * ldb : B + lo, ldb, beta, C + lo, ldc);
+        else
+            cblas_sgemm(CblasRowMajor, transa ? CblasTrans : CblasNoTrans,
+                        transb ? CblasTrans : CblasNoTrans, hi - lo, N, K, alpha,
+                        transa ? A + lo : A + (size_t)lo * lda, lda, B, ldb, beta,
+                        C + (size_t)lo * ldc, ldc);
+    }
 }

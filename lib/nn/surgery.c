@@ -10,7 +10,7 @@
 #include "slidestream/error.h"
 
 #define AGS_EPS 1e-10    /* SLAM-AGS `eps`, used in the projection and the rescaling */
-#define CAGRAD_EPS 1e-8  /* official CAGrad: lmbda = c / (|g_w| + 1e-8) */
+#define CAGRAD_EPS 1e-8  /* official CAGrad epsilons (see the CAGRAD case) */
 
 static const char *const names[] = {"sum", "pcgrad", "ags", "cagrad", "mgda"};
 
@@ -97,8 +97,11 @@ int ss_surgery_combine(float *out, const float *g1, const float *g2, size_t n,
         }
         break;
     case SS_SURGERY_CAGRAD: {
+        /* The official code's epsilons: |g0| = sqrt(mean(G^T G) + 1e-8), c|g0| + 1e-8, and
+         * lambda = that / (|g_w| + 1e-8). (Its objective's sqrt(. + 1e-8) is dropped from the
+         * inner problem: it moves w* by far less than SciPy's SLSQP tolerance.) */
         double g0sq = 0.25 * (n11 + 2.0 * n12 + n22);
-        double s = cagrad_c * sqrt(g0sq > 0.0 ? g0sq : 0.0);
+        double s = cagrad_c * sqrt((g0sq > 0.0 ? g0sq : 0.0) + CAGRAD_EPS) + CAGRAD_EPS;
         double w = cagrad_weight(n11, n22, n12, s);
         double nw2 = w * w * n11 + 2.0 * w * (1.0 - w) * n12 + (1.0 - w) * (1.0 - w) * n22;
         double lambda = s / (sqrt(nw2 > 0.0 ? nw2 : 0.0) + CAGRAD_EPS);

@@ -219,6 +219,27 @@ static void test_conv(void)
     conv_case(5, 3, 9, 7, 4, 3, 3, 1, 1, 1, 1, 1, 1);
     conv_case(7, 8, 6, 6, 16, 3, 3, 2, 2, 1, 1, 0, 0);
     ss_conv2d_set_work_cap(0);
+    /* Workspace never grows when the batch shrinks (models size it once for the largest). */
+    {
+        static const int geo[][7] = {{3, 64, 64, 7, 2, 3, 224}, {64, 64, 56, 3, 1, 1, 0},
+                                     {256, 512, 2, 3, 2, 1, 0}, {64, 128, 8, 1, 2, 0, 0},
+                                     {32, 16, 40, 1, 1, 0, 0}};
+        int mono = 1;
+        for (int g = 0; g < 5; g++) {
+            size_t pf = 0, pb = 0;
+            for (int n = 1; n <= 300; n += (n < 40 ? 1 : 37)) {
+                ss_conv2d_t cc;
+                int side = geo[g][6] ? geo[g][6] : geo[g][2];
+                ss_conv2d_init(&cc, n, geo[g][0], side, side, geo[g][1], geo[g][3], geo[g][3],
+                               geo[g][4], geo[g][5]);
+                size_t f = ss_conv2d_forward_workspace(&cc), b = ss_conv2d_backward_workspace(&cc);
+                mono &= f >= pf && b >= pb;
+                pf = f;
+                pb = b;
+            }
+        }
+        expect_true("conv workspace non-decreasing in batch size", mono);
+    }
     ss_conv2d_t c;
     expect_true("conv init rejects kernel > padded input",
                 ss_conv2d_init(&c, 1, 1, 2, 2, 1, 5, 5, 1, 0) == -1);
@@ -509,7 +530,7 @@ static double lin_loss(void *q)
     return dot_d(k->out, k->r, (size_t)k->rows * k->nout);
 }
 
-static void linear_case(int rows, int nin, int nout, int bias)
+static void linear_case(int rows, int nin, int nout, int bias, int fd)
 {
     char tag[64], label[128];
     snprintf(tag, sizeof tag, "linear %dx%d->%d%s", rows, nin, nout, bias ? " +b" : "");
@@ -534,11 +555,13 @@ static void linear_case(int rows, int nin, int nout, int bias)
     memset(dw, 0, sizeof(float) * nw);
     memset(db, 0, sizeof(float) * nout);
     ss_linear_backward(dx, dw, db, k.r, k.x, k.w, rows, nin, nout);
-    snprintf(label, sizeof label, "%s din", tag);
-    gradcheck(label, k.x, dx, nx, lin_loss, &k, 1e-2f, 1e-2, 200);
-    snprintf(label, sizeof label, "%s dweight", tag);
-    gradcheck(label, k.w, dw, nw, lin_loss, &k, 1e-2f, 1e-2, 200);
-    if (bias) {
+    if (fd) {
+        snprintf(label, sizeof label, "%s din", tag);
+        gradcheck(label, k.x, dx, nx, lin_loss, &k, 1e-2f, 1e-2, 200);
+        snprintf(label, sizeof label, "%s dweight", tag);
+        gradcheck(label, k.w, dw, nw, lin_loss, &k, 1e-2f, 1e-2, 200);
+    }
+    if (bias && fd) {
         snprintf(label, sizeof label, "%s dbias", tag);
         gradcheck(label, k.b, db, nout, lin_loss, &k, 1e-2f, 1e-2, 200);
     }
@@ -548,9 +571,41 @@ static void linear_case(int rows, int nin, int nout, int bias)
 
 static void test_linear(void)
 {
-    linear_case(5, 7, 3, 1);
-    linear_case(1, 16, 9, 0);
-    linear_case(33, 65, 17, 1);
+    linear_case(5, 7, 3, 1, 1);
+    linear_case(1, 16, 9, 0, 1);
+    linear_case(33, 65, 17, 1, 1);
+    linear_case(130, 301, 70, 1, 0); /* big enough for the threaded ss_sgemm path */
+    linear_case(70, 301, 130, 0, 0);
+}
+
+/* ss_sgemm against a direct triple loop, all transpositions, both split directions, with
+ * leading dimensions larger than the matrices and beta != 0. */
+static void test_sgemm(void)
+{
+    const int shapes[][3] = {{300, 77, 129}, {77, 300, 129}, {5, 7, 3}, {260, 260, 64}};
+    for (int sh = 0; sh < 4; sh++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++) {
+                const int M = shapes[sh][0], N = shapes[sh][1], K = shapes[sh][2];
+                const int lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 5, ldc = N + 2;
+                const size_t na = (size_t)(ta ? K : M) * lda, nbb = (size_t)(tb ? N : K) * ldb,
+                             nc = (size_t)M * ldc;
+                float *A = frand(na, -1, 1), *B = frand(nbb, -1, 1), *C = frand(nc, -1, 1);
+                float *R = fcopy(C, nc);
+                for (int i = 0; i < M; i++)
+                    for (int j = 0; j < N; j++) {
+                        double acc = 0;
+                        for (int k = 0; k < K; k++)
+                            acc += (double)(ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k]) *
+                                   (tb ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j]);
+                        R[(size_t)i * ldc + j] = (float)(0.7 * acc + 0.5 * R[(size_t)i * ldc + j]);
+                    }
+                ss_sgemm(ta, tb, M, N, K, 0.7f, A, lda, B, ldb, 0.5f, C, ldc);
+                char label[96];
+                snprintf(label, sizeof label, "ss_sgemm %dx%dx%d ta%d tb%d", M, N, K, ta, tb);
+                expect_close(label, C, R, nc, 2e-5);
+                free(A), free(B), free(C), free(R);
+            }
 }
 
 /* ---- element-wise activations and residual add -------------------------------------------- */
@@ -948,7 +1003,7 @@ int main(int argc, char **argv)
         const char *name;
         void (*fn)(void);
     } cases[] = {{"conv", test_conv},         {"batchnorm", test_batchnorm},
-                 {"pool", test_pool},         {"linear", test_linear},
+                 {"pool", test_pool},         {"linear", test_linear},       {"sgemm", test_sgemm},
                  {"act", test_act},           {"dropout", test_dropout},
                  {"layernorm", test_layernorm}, {"softmax", test_softmax},
                  {"threads", test_threads},   {"rng", test_rng}};

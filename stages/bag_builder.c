@@ -1,0 +1,401 @@
+/* bag-builder — the collector of a slide's cells: groups them into one bag per slide, with the
+ * slide's label, checks the bag is complete against the tiler's and croppers' counts, and
+ * passes the cells on with their bag id. Writes the bag manifest (bags.csv, bag_cells.csv).
+ *   data in:     PULL --in (binds): CELL messages from the cell-croppers
+ *   control in:  PULL --control (binds): SLIDE, COUNT, ERROR, END from tiler and croppers
+ *   data out:    PUSH --out (binds; encoders connect): CELL messages, bag = slide index
+ *   control out: PUSH --next (connects) to the next collector: SLIDE, COUNT, ERROR, END
+ * Without --cap, cells stream straight through; with --cap N a bag keeps a seeded sample of N
+ * cells (chosen by cell id, so the sample does not depend on arrival order) and is sent when
+ * complete. Exit 0 when every bag is complete, 3 when one is not (named on stderr). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "commands.h"
+#include "slidestream/args.h"
+#include "slidestream/log.h"
+#include "slidestream/transport.h"
+
+typedef struct {
+    ss_msg_header_t h;
+    uint8_t *pixels;
+    uint64_t key; /* seeded hash of the cell id: the sample keeps the smallest keys */
+} held_t;
+
+typedef struct {
+    uint32_t slide;
+    char id[256], split[64], path[1024];
+    int label;
+    int done;        /* bag closed and announced downstream */
+    uint64_t sent;   /* cells passed on */
+    held_t *held;    /* --cap only */
+    size_t nheld, capheld;
+} bag_t;
+
+typedef struct {
+    bag_t *bags;
+    size_t n, cap;
+} bags_t;
+
+static bag_t *bag_get(bags_t *b, uint32_t slide)
+{
+    for (size_t i = 0; i < b->n; i++)
+        if (b->bags[i].slide == slide) return &b->bags[i];
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? 2 * b->cap : 16;
+        bag_t *nb = realloc(b->bags, cap * sizeof *nb);
+        if (!nb) return NULL;
+        b->bags = nb;
+        b->cap = cap;
+    }
+    bag_t *g = &b->bags[b->n++];
+    memset(g, 0, sizeof *g);
+    g->slide = slide;
+    g->label = -1;
+    snprintf(g->id, sizeof g->id, "slide%u", slide);
+    return g;
+}
+
+static uint64_t mix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+static int cmp_key(const void *a, const void *b)
+{
+    uint64_t x = ((const held_t *)a)->key, y = ((const held_t *)b)->key;
+    return x < y ? -1 : x > y;
+}
+
+static int cmp_item(const void *a, const void *b)
+{
+    uint64_t x = ((const held_t *)a)->h.item, y = ((const held_t *)b)->h.item;
+    return x < y ? -1 : x > y;
+}
+
+static void csv_field(FILE *f, const char *s)
+{
+    if (!strpbrk(s, ",\"\n")) {
+        fputs(s, f);
+        return;
+    }
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"') fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static void write_cell_row(FILE *f, const bag_t *g, const ss_msg_header_t *h)
+{
+    if (!f) return;
+    csv_field(f, g->id);
+    fprintf(f, ",%llu,%lld,%lld,%d,%d,%d,%d,%u\n", (unsigned long long)h->item, (long long)h->x,
+            (long long)h->y, h->aux[0], h->aux[1], h->aux[2], h->aux[3], h->area);
+}
+
+/* Pass one cell on as part of bag `g`. 0 sent, 1 stopped, -1 error. */
+static int forward(ss_stage_t *st, ss_sock_t *out, bag_t *g, ss_msg_header_t h,
+                   const void *pixels, FILE *cells_csv)
+{
+    volatile int *stop = ss_stage_stop_flag(st);
+    h.bag = g->slide;
+    h.part = 0; /* downstream, a bag is one unit of `sent` items */
+    h.label = g->label;
+    int r = ss_sock_send(out, &h, pixels, stop);
+    if (r == 0) {
+        g->sent++;
+        ss_stage_counts(st)->out++;
+        write_cell_row(cells_csv, g, &h);
+    }
+    return r;
+}
+
+/* Close a bag: with --cap, choose and send the sample; announce the count downstream. */
+static int close_bag(ss_stage_t *st, ss_sock_t *out, ss_sock_t *next, bag_t *g, int cap,
+                     int complete, FILE *cells_csv, FILE *bags_csv)
+{
+    volatile int *stop = ss_stage_stop_flag(st);
+    if (cap > 0) {
+        size_t keep = g->nheld < (size_t)cap ? g->nheld : (size_t)cap;
+        qsort(g->held, g->nheld, sizeof *g->held, cmp_key);
+        qsort(g->held, keep, sizeof *g->held, cmp_item); /* send in cell-id order */
+        for (size_t i = 0; i < keep; i++)
+            if (forward(st, out, g, g->held[i].h, g->held[i].pixels, cells_csv)) return 1;
+        for (size_t i = 0; i < g->nheld; i++) free(g->held[i].pixels);
+        free(g->held);
+        g->held = NULL;
+        g->nheld = g->capheld = 0;
+    }
+    ss_msg_header_t c = ss_msg_header_init(SS_MSG_COUNT);
+    c.slide = g->slide;
+    c.bag = g->slide;
+    c.label = g->label;
+    c.flags = SS_COUNT_PARTS;
+    c.item = 1;
+    if (ss_sock_send(next, &c, NULL, stop)) return 1;
+    c.flags = SS_COUNT_ITEMS;
+    c.part = 0;
+    c.item = g->sent;
+    if (ss_sock_send(next, &c, NULL, stop)) return 1;
+    g->done = 1;
+    if (bags_csv) {
+        csv_field(bags_csv, g->id);
+        fprintf(bags_csv, ",%d,", g->label);
+        csv_field(bags_csv, g->split);
+        fprintf(bags_csv, ",%llu,%s,", (unsigned long long)g->sent, complete ? "1" : "0");
+        csv_field(bags_csv, g->path);
+        fputc('\n', bags_csv);
+        fflush(bags_csv);
+    }
+    ss_info("bag-builder: bag '%s' (label %d): %llu cells%s", g->id, g->label,
+            (unsigned long long)g->sent, complete ? "" : " — INCOMPLETE");
+    return 0;
+}
+
+int ss_main_bag_builder(int argc, char **argv)
+{
+    const char *in_ep = NULL, *ctl_ep = NULL, *out_ep = NULL, *next_ep = NULL, *out_dir = NULL;
+    int cap = 0, producers = 1, hwm = 256;
+    int64_t seed = 1;
+    double idle_timeout = 10;
+    ss_stage_args_t sa = {0};
+    ss_arg_t args[] = {
+        {"--in", SS_ARG_STRING, &in_ep, "EP", "cells from the croppers (PULL, binds)", 0, 0},
+        {"--control", SS_ARG_STRING, &ctl_ep, "EP", "announcements from tiler and croppers (PULL, binds)", 0, 0},
+        {"--out", SS_ARG_STRING, &out_ep, "EP", "cells with their bag id (PUSH, binds)", 0, 0},
+        {"--next", SS_ARG_STRING, &next_ep, "EP", "the next collector's announcements (PUSH, connects)", 0, 0},
+        {"--bags-dir", SS_ARG_STRING, &out_dir, "DIR", "write bags.csv and bag_cells.csv here", 0, 0},
+        {"--cap", SS_ARG_INT, &cap, "N", "keep a seeded sample of at most N cells per bag", 1, 100000000},
+        {"--seed", SS_ARG_I64, &seed, "S", "sampling seed (default 1)", 0, 0},
+        {"--producers", SS_ARG_INT, &producers, "N", "END messages to wait for (default 1)", 1, 1000000},
+        {"--idle-timeout", SS_ARG_DOUBLE, &idle_timeout, "S", "after END, wait S quiet seconds for missing cells (default 10)", 0.1, 1e6},
+        {"--hwm", SS_ARG_INT, &hwm, "N", "high-water mark (default 256)", 1, 10000000},
+        SS_STAGE_ARGS(sa),
+        {0},
+    };
+    int rc = ss_args_parse(argc, argv,
+                           "--in EP --control EP --out EP --next EP [options]\n\n"
+                           "Groups each slide's cells into a bag with the slide's label.",
+                           args, NULL, NULL);
+    if (rc) return rc > 0 ? 0 : (ss_error_report(NULL), 2);
+    if (ss_args_require("bag-builder", "--in", in_ep) ||
+        ss_args_require("bag-builder", "--control", ctl_ep) ||
+        ss_args_require("bag-builder", "--out", out_ep) ||
+        ss_args_require("bag-builder", "--next", next_ep)) {
+        ss_error_report(NULL);
+        return 2;
+    }
+    ss_log_set_quiet(sa.quiet);
+    FILE *bags_csv = NULL, *cells_csv = NULL;
+    char bags_path[4096] = "", cells_path[4096] = "";
+    if (out_dir) {
+        mkdir(out_dir, 0777);
+        snprintf(bags_path, sizeof bags_path, "%s/bags.csv.tmp", out_dir);
+        snprintf(cells_path, sizeof cells_path, "%s/bag_cells.csv.tmp", out_dir);
+        bags_csv = fopen(bags_path, "w");
+        cells_csv = bags_csv ? fopen(cells_path, "w") : NULL;
+        if (!cells_csv) {
+            fprintf(stderr, "slidestream: bag-builder: cannot write in %s\n", out_dir);
+            if (bags_csv) fclose(bags_csv);
+            return 1;
+        }
+        fprintf(bags_csv, "bag_id,label,split,n_cells,complete,path\n");
+        fprintf(cells_csv, "bag_id,cell_id,x,y,bbox_x,bbox_y,bbox_w,bbox_h,area\n");
+    }
+    ss_stage_t *st = ss_stage_new(sa.name ? sa.name : "bag-builder", sa.status, sa.shutdown);
+    ss_sock_t *in = st ? ss_sock_new(SS_PULL, in_ep, 1, hwm) : NULL;
+    ss_sock_t *ctl = in ? ss_sock_new(SS_PULL, ctl_ep, 1, 100000) : NULL;
+    ss_sock_t *out = ctl ? ss_sock_new(SS_PUSH, out_ep, 1, hwm) : NULL;
+    ss_sock_t *next = out ? ss_sock_new(SS_PUSH, next_ep, 0, 100000) : NULL;
+    ss_tally_t *tally = next ? ss_tally_new(0) : NULL;
+    if (!tally) {
+        ss_error_report("bag-builder: cannot start");
+        ss_sock_destroy(&out);
+        ss_sock_destroy(&ctl);
+        ss_sock_destroy(&in);
+        ss_stage_destroy(&st);
+        if (bags_csv) fclose(bags_csv), fclose(cells_csv);
+        return 1;
+    }
+    ss_stage_set_unit(st, "cells", 0);
+    volatile int *stop = ss_stage_stop_flag(st);
+    ss_stage_counts_t *cnt = ss_stage_counts(st);
+    bags_t bags = {0};
+    int ends = 0, stopped = 0;
+    uint64_t announced = 0;
+    double last_activity = ss_now();
+    ss_sock_t *socks[2] = {in, ctl};
+    for (;;) {
+        /* Close every bag that became complete. */
+        for (size_t i = 0; i < bags.n; i++) {
+            bag_t *g = &bags.bags[i];
+            if (!g->done && ss_tally_complete(tally, g->slide) &&
+                close_bag(st, out, next, g, cap, 1, cells_csv, bags_csv)) {
+                stopped = 1;
+                break;
+            }
+        }
+        if (stopped) break;
+        if (ends >= producers) {
+            size_t open = 0;
+            for (size_t i = 0; i < bags.n; i++) open += !bags.bags[i].done;
+            if ((open == 0 && bags.n >= announced) || ss_now() - last_activity > idle_timeout)
+                break;
+        }
+        int which = ss_stage_poll(st, socks, 2, 200);
+        if (which == -2) {
+            stopped = 1;
+            break;
+        }
+        if (which < 0) continue;
+        ss_msg_t m;
+        char why[256];
+        int r = ss_sock_recv(socks[which], &m, 0, why, sizeof why);
+        if (r == 2) {
+            cnt->rejected++;
+            ss_stage_fault(st, "rejected a malformed message: %s", why);
+            continue;
+        }
+        if (r != 1) continue;
+        last_activity = ss_now();
+        if (m.h.type == SS_MSG_ERROR || m.h.type == SS_MSG_END) {
+            /* A failed slide has no bag: pass its error on; END counts producers. */
+            if (m.h.type == SS_MSG_END) {
+                ends++;
+                announced += m.h.item;
+            } else if (ss_sock_send(next, &m.h, m.data, stop)) {
+                stopped = 1;
+            }
+            ss_msg_release(&m);
+            if (stopped) break;
+            continue;
+        }
+        bag_t *g = bag_get(&bags, m.h.slide);
+        if (!g) {
+            ss_msg_release(&m);
+            ss_stage_fault(st, "out of memory");
+            stopped = 1;
+            break;
+        }
+        switch (m.h.type) {
+        case SS_MSG_CELL: {
+            if (g->done) {
+                ss_stage_fault(st, "bag '%s': cell %llu arrived after the bag was closed", g->id,
+                               (unsigned long long)m.h.item);
+                break;
+            }
+            int d = ss_tally_item(tally, m.h.slide, m.h.part, m.h.item);
+            if (d) {
+                ss_stage_fault(st, "bag '%s': %s", g->id,
+                               d == 1 ? "a cell arrived twice" : ss_error_last());
+                ss_error_clear();
+                break;
+            }
+            cnt->in++;
+            if (g->label < 0) g->label = m.h.label;
+            if (cap > 0) {
+                if (g->nheld == g->capheld) {
+                    size_t nc = g->capheld ? 2 * g->capheld : 256;
+                    held_t *nh = realloc(g->held, nc * sizeof *nh);
+                    if (!nh) {
+                        ss_stage_fault(st, "bag '%s': out of memory holding cells", g->id);
+                        break;
+                    }
+                    g->held = nh;
+                    g->capheld = nc;
+                }
+                held_t *hc = &g->held[g->nheld];
+                hc->h = m.h;
+                hc->key = mix64(m.h.item ^ mix64((uint64_t)seed));
+                hc->pixels = malloc(m.size);
+                if (!hc->pixels) {
+                    ss_stage_fault(st, "bag '%s': out of memory holding cells", g->id);
+                    break;
+                }
+                memcpy(hc->pixels, m.data, m.size);
+                g->nheld++;
+            } else if (forward(st, out, g, m.h, m.data, cells_csv)) {
+                stopped = 1;
+            }
+            break;
+        }
+        case SS_MSG_COUNT: {
+            int e = m.h.flags == SS_COUNT_PARTS
+                        ? ss_tally_parts(tally, m.h.slide, m.h.item)
+                        : ss_tally_part_items(tally, m.h.slide, m.h.part, m.h.item);
+            if (e) {
+                ss_stage_fault(st, "%s", ss_error_last());
+                ss_error_clear();
+            }
+            break;
+        }
+        case SS_MSG_SLIDE: {
+            char v[64];
+            ss_text_get(m.data, m.size, "id", g->id, sizeof g->id);
+            ss_text_get(m.data, m.size, "split", g->split, sizeof g->split);
+            ss_text_get(m.data, m.size, "path", g->path, sizeof g->path);
+            if (!ss_text_get(m.data, m.size, "label", v, sizeof v)) g->label = atoi(v);
+            /* pass the slide's description on, as the bag's */
+            ss_msg_header_t h = m.h;
+            h.bag = m.h.slide;
+            if (ss_sock_send(next, &h, m.data, stop)) stopped = 1;
+            break;
+        }
+        default:
+            cnt->rejected++;
+            ss_stage_fault(st, "unexpected %s message", ss_msg_type_name(m.h.type));
+        }
+        ss_msg_release(&m);
+        if (stopped) break;
+    }
+    /* Bags still open were not completed: close what arrived, flagged. */
+    int all_complete = !stopped && ends >= producers;
+    for (size_t i = 0; i < bags.n && !stopped; i++) {
+        bag_t *g = &bags.bags[i];
+        if (g->done) continue;
+        char why[512];
+        ss_tally_describe(tally, g->slide, why, sizeof why);
+        fprintf(stderr, "slidestream bag-builder: INCOMPLETE bag '%s': %s\n", g->id, why);
+        all_complete = 0;
+        if (close_bag(st, out, next, g, cap, 0, cells_csv, bags_csv)) stopped = 1;
+    }
+    if (!stopped) {
+        ss_msg_header_t e = ss_msg_header_init(SS_MSG_END);
+        size_t closed = 0;
+        for (size_t i = 0; i < bags.n; i++) closed += bags.bags[i].done;
+        e.item = closed;
+        ss_sock_send(next, &e, NULL, stop);
+    }
+    if (ends < producers)
+        fprintf(stderr, "slidestream bag-builder: INCOMPLETE: %d of %d producers finished\n",
+                ends, producers);
+    for (size_t i = 0; i < bags.n; i++) {
+        for (size_t k = 0; k < bags.bags[i].nheld; k++) free(bags.bags[i].held[k].pixels);
+        free(bags.bags[i].held);
+    }
+    free(bags.bags);
+    if (bags_csv) {
+        int bad = fclose(bags_csv) | fclose(cells_csv);
+        char final[4096];
+        snprintf(final, sizeof final, "%s/bags.csv", out_dir);
+        bad |= rename(bags_path, final);
+        snprintf(final, sizeof final, "%s/bag_cells.csv", out_dir);
+        bad |= rename(cells_path, final);
+        if (bad) fprintf(stderr, "slidestream: bag-builder: cannot write the bag manifest in %s\n", out_dir);
+    }
+    ss_stage_flush_status(st, all_complete ? "complete" : "incomplete");
+    ss_tally_destroy(&tally);
+    ss_sock_destroy(&next);
+    ss_sock_destroy(&out);
+    ss_sock_destroy(&ctl);
+    ss_sock_destroy(&in);
+    ss_stage_destroy(&st);
+    return stopped ? 1 : (all_complete ? 0 : 3);
+}
