@@ -121,7 +121,8 @@ static step_t step_new(int size, int n)
     ss_rng_t r;
     ss_rng_seed(&r, 2);
     ss_rng_fill_normal(&r, s.x, nx, 0, 1);
-    for (int i = 0; i < n; i++) s.y[i] = (int)(ss_rng_u64(&r) % 1000);
+    for (int i = 0; i < n; i++)
+        s.y[i] = (int)(ss_rng_u64(&r) % 1000);
     return s;
 }
 

@@ -190,10 +190,7 @@ static int main_simulate(int argc, char **argv)
 
 int ss_main_bags(int argc, char **argv)
 {
-    if (argc < 2) {
-        fputs(USAGE, stderr);
-        return 2;
-    }
+    if (argc < 2) return usage_error("missing mode: simulate%s%s", "", "");
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         fputs(USAGE, stdout);
         return 0;

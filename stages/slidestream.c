@@ -12,8 +12,13 @@ static const ss_command_t commands[] = {
     {"tiler", ss_main_tiler, "stage: open slides and stream tiles"},
     {"cell-cropper", ss_main_cell_cropper, "stage: find cells in tiles and stream centred crops"},
     {"bag-builder", ss_main_bag_builder, "stage: group a slide's cells into a labelled bag"},
+    {"encoder", ss_main_encoder, "stage: embed cell crops with a ResNet (scalable worker)"},
+    {"cache-writer", ss_main_cache_writer, "stage: write each bag's embeddings to <cache>/<slide_id>.h5"},
+    {"replay", ss_main_replay, "stage: stream HDF5 embedding caches as live encoding would"},
+    {"checkpoint", ss_main_checkpoint, "create (init) or inspect (info) an encoder checkpoint"},
     {"count", ss_main_count, "stage: collect and count a stream (completion check)"},
     {"detect", ss_main_detect, "detect cells in slides or images: CSV, GeoJSON, gallery, overlay"},
+    {"embed", ss_main_embed, "embed cell images with a ResNet checkpoint into one HDF5 file"},
 };
 
 static void usage(FILE *f)

@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,9 @@ static const char USAGE_SLIDE[] =
     "                         detection of nucleated cells compares the classes other than "
     "RBC/PLT\n"
     "  --density D            nucleated cells per mm² (default 200; real smears have fewer)\n"
+    "  --manifest FILE.csv    append a row slide_id,path,label for this slide (header written\n"
+    "                         when the file is new), so generated slides feed pipelines\n"
+    "  --label N              the label for that row (default: 1 if --witness-rate > 0, else 0)\n"
     "  --quiet                no progress lines\n";
 
 static const char USAGE_CELLS[] =
@@ -163,12 +167,41 @@ static int cells_work(const void *opts, const char *out)
     return ss_synth_cells_write(opts, out);
 }
 
+/* Append "slide_id,path,label" for a finished slide (header first when the file is new). */
+static int manifest_append(const char *manifest, const char *slide, int label)
+{
+    char abs[PATH_MAX];
+    if (!realpath(slide, abs)) return ss_error_system("synth", "cannot resolve %s", slide);
+    const char *base = strrchr(abs, '/');
+    base = base ? base + 1 : abs;
+    char id[PATH_MAX];
+    snprintf(id, sizeof id, "%s", base);
+    char *dot = strrchr(id, '.');
+    if (dot && dot != id) *dot = '\0';
+    FILE *f = fopen(manifest, "a+");
+    if (!f) return ss_error_system("synth", "cannot open manifest %s", manifest);
+    /* Re-running the same command must not list the slide twice. */
+    char line[2 * PATH_MAX];
+    size_t idlen = strlen(id);
+    rewind(f);
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, id, idlen) && line[idlen] == ',') {
+            fclose(f);
+            return 0;
+        }
+    fseek(f, 0, SEEK_END);
+    if (ftell(f) == 0) fprintf(f, "slide_id,path,label\n");
+    fprintf(f, "%s,\"%s\",%d\n", id, abs, label);
+    if (fclose(f)) return ss_error_system("synth", "cannot write manifest %s", manifest);
+    return 0;
+}
+
 static int main_slide(int argc, char **argv)
 {
     ss_synth_slide_opts_t o;
     ss_synth_slide_opts_default(&o);
-    const char *out = NULL, *truth = NULL;
-    int64_t w = 0, h = 0;
+    const char *out = NULL, *truth = NULL, *manifest = NULL;
+    int64_t w = 0, h = 0, label = -1;
     for (int i = 1; i < argc; i++) {
         char name[64];
         const char *f = flag_name(argv[i], name, sizeof name);
@@ -183,7 +216,8 @@ static int main_slide(int argc, char **argv)
         if (strncmp(f, "--", 2) ||
             (strcmp(f, "--out") && strcmp(f, "--width") && strcmp(f, "--height") &&
              strcmp(f, "--mpp") && strcmp(f, "--witness-rate") && strcmp(f, "--seed") &&
-             strcmp(f, "--truth") && strcmp(f, "--density")))
+             strcmp(f, "--truth") && strcmp(f, "--density") && strcmp(f, "--manifest") &&
+             strcmp(f, "--label")))
             return usage_error("synth slide: unknown argument '%s'%s", argv[i], "");
         const char *v = flag_value(argc, argv, &i, f);
         if (!v) return 2;
@@ -192,6 +226,10 @@ static int main_slide(int argc, char **argv)
             out = v;
         else if (!strcmp(f, "--truth"))
             truth = v;
+        else if (!strcmp(f, "--manifest"))
+            manifest = v;
+        else if (!strcmp(f, "--label"))
+            rc = parse_i64(f, v, 0, 1000000, &label);
         else if (!strcmp(f, "--width"))
             rc = parse_i64(f, v, 1, 10000000, &w);
         else if (!strcmp(f, "--height"))
@@ -212,7 +250,13 @@ static int main_slide(int argc, char **argv)
     o.width = w;
     o.height = h;
     slide_truth = truth;
-    return run_with_vips(slide_work, &o, out);
+    int rc = run_with_vips(slide_work, &o, out);
+    if (rc == 0 && manifest &&
+        manifest_append(manifest, out, label >= 0 ? (int)label : o.witness_rate > 0)) {
+        ss_error_report(NULL);
+        return 1;
+    }
+    return rc;
 }
 
 static int main_cells(int argc, char **argv)
@@ -260,10 +304,7 @@ static int main_cells(int argc, char **argv)
 
 int ss_main_synth(int argc, char **argv)
 {
-    if (argc < 2) {
-        fputs(USAGE, stderr);
-        return 2;
-    }
+    if (argc < 2) return usage_error("missing mode: slide or cells%s%s", "", "");
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         fputs(USAGE, stdout);
         return 0;

@@ -11,6 +11,8 @@
 
 #include "commands.h"
 #include "slidestream/args.h"
+#include "slidestream/cache.h"
+#include "slidestream/encoder_id.h"
 #include "slidestream/log.h"
 #include "slidestream/manifest.h"
 #include "slidestream/slide.h"
@@ -149,6 +151,7 @@ stopped:
 int ss_main_tiler(int argc, char **argv)
 {
     const char *manifest = NULL, *out_ep = NULL, *ctl_ep = NULL, *geojson_dir = NULL;
+    const char *cache_dir = NULL, *ckpt = NULL, *feature = "pooled";
     double flag_mpp = 0;
     int hwm = 64, no_mask = 0;
     ss_tiling_opts_t opts;
@@ -166,6 +169,9 @@ int ss_main_tiler(int argc, char **argv)
         {"--no-mask", SS_ARG_FLAG, &no_mask, NULL, "tile empty glass too", 0, 0},
         {"--geojson-dir", SS_ARG_STRING, &geojson_dir, "DIR", "write each slide's foreground mask as QuPath GeoJSON", 0, 0},
         {"--hwm", SS_ARG_INT, &hwm, "N", "send high-water mark in tiles (default 64)", 1, 100000},
+        {"--cache-dir", SS_ARG_STRING, &cache_dir, "DIR", "resume: skip slides whose embedding cache is complete", 0, 0},
+        {"--checkpoint", SS_ARG_STRING, &ckpt, "CK.h5", "with --cache-dir: the encoder the cache must come from", 0, 0},
+        {"--feature", SS_ARG_STRING, &feature, "pooled|projection", "with --cache-dir: the embedding kind (default pooled)", 0, 0},
         SS_STAGE_ARGS(sa),
         {0},
     };
@@ -195,6 +201,13 @@ int ss_main_tiler(int argc, char **argv)
         return 2;
     }
     if (geojson_dir) mkdir(geojson_dir, 0777);
+    ss_encoder_id_t eid;
+    if (cache_dir && (!ckpt || ss_encoder_id(ckpt, feature, &eid))) {
+        if (!ckpt) ss_error("tiler", "--cache-dir needs --checkpoint (the cache must match it)");
+        ss_error_report(NULL);
+        ss_manifest_destroy(&m);
+        return 2;
+    }
     ss_stage_t *st = ss_stage_new(sa.name ? sa.name : "tiler", sa.status, sa.shutdown);
     ss_sock_t *out = st ? ss_sock_new(SS_PUSH, out_ep, 1, hwm) : NULL;
     ss_sock_t *ctl = out ? ss_sock_new(SS_PUSH, ctl_ep, 0, 10000) : NULL;
@@ -208,7 +221,21 @@ int ss_main_tiler(int argc, char **argv)
     ss_stage_set_unit(st, "tiles", 0);
     uint64_t announced = 0, failed = 0;
     int stopped = 0;
+    uint64_t cached = 0;
     for (size_t i = 0; i < m->n && !stopped; i++) {
+        if (cache_dir) {
+            char why[512];
+            ss_cache_hdf5_quiet();
+            if (ss_cache_discard_partial(cache_dir, m->rows[i].slide_id) > 0)
+                ss_info("tiler: slide '%s': removed a partial cache file left by an earlier run",
+                        m->rows[i].slide_id);
+            if (ss_cache_check(cache_dir, m->rows[i].slide_id, eid.hash, eid.feature,
+                               eid.preprocessing, why, sizeof why) == 1) {
+                ss_info("tiler: slide '%s': already cached, skipped", m->rows[i].slide_id);
+                cached++;
+                continue;
+            }
+        }
         int64_t r = tile_slide(st, out, ctl, (uint32_t)i, &m->rows[i], &opts, flag_mpp, geojson_dir);
         if (r == -2) stopped = 1;
         else if (r < 0) failed++;
@@ -219,8 +246,8 @@ int ss_main_tiler(int argc, char **argv)
         h.item = announced;
         ss_sock_send(ctl, &h, NULL, ss_stage_stop_flag(st));
     }
-    ss_info("tiler: %llu slides tiled, %llu failed, %llu tiles sent%s",
-            (unsigned long long)announced, (unsigned long long)failed,
+    ss_info("tiler: %llu slides tiled, %llu already cached, %llu failed, %llu tiles sent%s",
+            (unsigned long long)announced, (unsigned long long)cached, (unsigned long long)failed,
             (unsigned long long)ss_stage_counts(st)->out, stopped ? " (stopped early)" : "");
     ss_stage_flush_status(st, stopped ? "stopped" : "done");
     ss_sock_destroy(&ctl);

@@ -52,7 +52,7 @@ ss_msg_header_t ss_msg_header_init(ss_msg_type_t type)
     return h;
 }
 
-size_t ss_dtype_size(ss_dtype_t dt)
+size_t ss_wire_dtype_size(ss_wire_dtype_t dt)
 {
     switch (dt) {
     case SS_DT_U8: return 1;
@@ -62,7 +62,7 @@ size_t ss_dtype_size(ss_dtype_t dt)
     }
 }
 
-void ss_msg_header_set_payload(ss_msg_header_t *h, ss_dtype_t dtype, int ndim, const uint32_t *dims)
+void ss_msg_header_set_payload(ss_msg_header_t *h, ss_wire_dtype_t dtype, int ndim, const uint32_t *dims)
 {
     uint64_t n = 1;
     for (int i = 0; i < 4; i++) {
@@ -70,7 +70,7 @@ void ss_msg_header_set_payload(ss_msg_header_t *h, ss_dtype_t dtype, int ndim, c
         n *= h->shape[i];
     }
     h->dtype = (uint8_t)dtype;
-    h->payload_size = (uint32_t)(n * ss_dtype_size(dtype));
+    h->payload_size = (uint32_t)(n * ss_wire_dtype_size(dtype));
 }
 
 const char *ss_msg_type_name(int type)
@@ -96,6 +96,7 @@ void ss_msg_header_encode(const ss_msg_header_t *h, uint8_t out[SS_WIRE_HEADER_S
     for (int i = 0; i < 4; i++) put32(out + 48 + 4 * i, h->shape[i]);
     out[64] = h->dtype;
     out[65] = h->flags;
+    put16(out + 66, h->crop);
     put32(out + 68, h->payload_size);
     for (int i = 0; i < 4; i++) put32(out + 72 + 4 * i, (uint32_t)h->aux[i]);
     uint32_t sbits;
@@ -217,7 +218,10 @@ int ss_msg_decode(int nframes, const void *hdr, size_t hdr_size, const void *pay
     for (int i = 0; i < 4; i++) h.shape[i] = get32(p + 48 + 4 * i);
     h.dtype = p[64];
     h.flags = p[65];
-    if (get16(p + 66) != 0) return reject(why, why_size, "reserved header bytes are not zero");
+    h.crop = get16(p + 66);
+    if (h.crop != 0 && h.type != SS_MSG_EMBED)
+        return reject(why, why_size, "reserved header bytes are not zero (crop set on a %s)",
+                      ss_msg_type_name(h.type));
     h.payload_size = get32(p + 68);
     for (int i = 0; i < 4; i++) h.aux[i] = (int32_t)get32(p + 72 + 4 * i);
     uint32_t sbits = get32(p + 88);
@@ -243,7 +247,7 @@ int ss_msg_decode(int nframes, const void *hdr, size_t hdr_size, const void *pay
                 return reject(why, why_size, "payload of %llu elements exceeds %u bytes",
                               (unsigned long long)count, SS_WIRE_MAX_PAYLOAD);
         }
-        uint64_t want = count * ss_dtype_size((ss_dtype_t)h.dtype);
+        uint64_t want = count * ss_wire_dtype_size((ss_wire_dtype_t)h.dtype);
         if (want > SS_WIRE_MAX_PAYLOAD)
             return reject(why, why_size, "payload of %llu bytes exceeds %u",
                           (unsigned long long)want, SS_WIRE_MAX_PAYLOAD);

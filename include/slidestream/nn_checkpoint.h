@@ -46,15 +46,15 @@ int ss_ckpt_read_meta(const char *path, ss_ckpt_meta_t *meta);
 
 enum {
     SS_CKPT_STRICT = 0,
-    SS_CKPT_IGNORE_EXTRA = 1,   /* datasets in the file that the table lacks are skipped */
-    SS_CKPT_ALLOW_MISSING = 2,  /* tensors of the table absent from the file are left as is */
+    SS_CKPT_IGNORE_EXTRA = 1,  /* datasets in the file that the table lacks are skipped */
+    SS_CKPT_ALLOW_MISSING = 2, /* tensors of the table absent from the file are left as is */
 };
 
 /* Fills every tensor of the table from the file. Shapes must match exactly (a counter may
  * also be stored with shape (1)); an error names the file and the offending tensor. meta may
  * be NULL. */
-int ss_ckpt_load(const char *path, ss_ckpt_meta_t *meta, const ss_ckpt_tensor_t *tensors,
-                 int count, int flags);
+int ss_ckpt_load(const char *path, ss_ckpt_meta_t *meta, const ss_ckpt_tensor_t *tensors, int count,
+                 int flags);
 
 /* Shape of one dataset: 0 and *ndim/shape filled, 1 if the file has no such dataset, -1 on
  * error. */

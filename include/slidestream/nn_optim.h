@@ -14,9 +14,9 @@ typedef enum { SS_OPTIM_SGD, SS_OPTIM_ADAM, SS_OPTIM_ADAMW } ss_optim_kind_t;
 
 typedef struct {
     ss_optim_kind_t kind;
-    float lr;           /* base learning rate (a step may override it, see ss_optim_step) */
-    float momentum;     /* SGD only; 0 = plain SGD */
-    float weight_decay; /* SGD/Adam: L2 added to the gradient; AdamW: decoupled decay */
+    float lr;                /* base learning rate (a step may override it, see ss_optim_step) */
+    float momentum;          /* SGD only; 0 = plain SGD */
+    float weight_decay;      /* SGD/Adam: L2 added to the gradient; AdamW: decoupled decay */
     float beta1, beta2, eps; /* Adam/AdamW; ss_optim_config_default fills 0.9, 0.999, 1e-8 */
 } ss_optim_config_t;
 

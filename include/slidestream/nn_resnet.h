@@ -47,10 +47,10 @@ typedef struct ss_resnet {
     ss_resnet_config_t cfg;
     int max_batch;
     int feature_dim;
-    float *params;     /* (num_params) every learnable tensor, state_dict order */
-    float *grads;      /* (num_params) same layout; NULL for an inference-only model */
+    float *params; /* (num_params) every learnable tensor, state_dict order */
+    float *grads;  /* (num_params) same layout; NULL for an inference-only model */
     size_t num_params;
-    float *buffers;    /* (num_buffers) BN running_mean / running_var */
+    float *buffers; /* (num_buffers) BN running_mean / running_var */
     size_t num_buffers;
     int64_t *counters; /* (num_counters) BN num_batches_tracked */
     int num_counters;
@@ -100,6 +100,15 @@ int ss_resnet_load(ss_resnet_t *m, const char *path, int flags);
 /* Build a model from a checkpoint: arch, width, truncation, input size and mean/std from the
  * attributes; the heads from the presence and shapes of fc.* and projector.*. */
 ss_resnet_t *ss_resnet_new_from_checkpoint(const char *path, int max_batch, int train);
+
+/* The configuration a checkpoint describes (as ss_resnet_new_from_checkpoint uses it), so a
+ * caller can change what does not affect the weights (input_size, seed) before ss_resnet_new
+ * and ss_resnet_load. */
+int ss_resnet_config_from_checkpoint(const char *path, ss_resnet_config_t *cfg);
+
+/* Preprocessing: rgb (n, S, S, 3) interleaved 8-bit pixels -> x (n, 3, S, S) float,
+ * x = (rgb/255 - mean) / std with the model's mean/std, S = cfg.input_size. */
+void ss_resnet_preprocess_u8(const ss_resnet_t *m, float *x, const uint8_t *rgb, int n);
 
 /* Bytes held by the model's allocations (parameters, gradients, buffers, activations). */
 size_t ss_resnet_memory_bytes(const ss_resnet_t *m);

@@ -92,9 +92,9 @@ int ss_slide_best_level(const ss_slide_t *s, double target_mpp);
  * sx = target_mpp / mpp_x, sy = target_mpp / mpp_y, area-averaged from ss_slide_best_level().
  * Parts outside the slide are white. rgb_out: [h][w][3], caller-allocated.
  * On failure returns -1 with "slide 'PATH': cannot read region x=.. y=.. w=.. h=.. level=..: why".
- * OpenSlide errors are sticky per handle: after a failed read the handle is reopened (a bounded
- * number of times) so later regions can still be read; once that budget is spent, or if reopening
- * fails, the slide is marked dead and every later read fails at once saying so. */
+ * OpenSlide errors are sticky per handle: after a failed read the handle is reopened so later
+ * regions can still be read; after 16 consecutive failed reads, or if reopening fails, the slide
+ * is marked dead and every later read fails at once saying so. */
 int ss_slide_read_region(ss_slide_t *s, int64_t x0, int64_t y0, double target_mpp, int w, int h,
                          uint8_t *rgb_out);
 

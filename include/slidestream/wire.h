@@ -12,7 +12,7 @@
  *    8 u32 slide (run index)  12 u32 part (tile)      16 u32 bag
  *   20 i32 label (-1 unknown) 24 u64 item (cell id, tile index, count)
  *   32 i64 x                  40 i64 y                (level-0 pixels)
- *   48 u32 shape[4]           64 u8 dtype  65 u8 flags  66 u16 reserved (0)
+ *   48 u32 shape[4]           64 u8 dtype  65 u8 flags  66 u16 crop (EMBED only, else 0)
  *   68 u32 payload_size       72 i32 aux[4]           88 f32 scale   92 u32 extra
  *   96 u32 area              100 u32 reserved (0)
  */
@@ -41,7 +41,8 @@ typedef enum {
                             part = owning tile, item = cell id within the slide
                             (part * 65536 + index in tile); extra as TILE: the crop's
                             nm per pixel; flags = cell kind (1 nucleated, 2 red) */
-    SS_MSG_EMBED = 3,    /* data: f32 vector [d]; ids and geometry as the CELL it came from */
+    SS_MSG_EMBED = 3,    /* data: f32 vector [d]; ids and geometry as the CELL it came from;
+                            crop = side in px of the crop that was embedded */
     SS_MSG_SLIDE = 4,    /* control: slide announced; text payload "key=value\n" lines
                             (id, path, label, mpp, mpp_source, width, height, ...) */
     SS_MSG_COUNT = 5,    /* control: count announcement; flags says what is counted (see
@@ -58,7 +59,7 @@ typedef enum {
     SS_DT_U8 = 1,
     SS_DT_F32 = 2,
     SS_DT_TEXT = 3 /* UTF-8 without NUL; shape = {length, 1, 1, 1} */
-} ss_dtype_t;
+} ss_wire_dtype_t;
 
 typedef enum {
     SS_COUNT_PARTS = 1, /* slide `slide` has `item` parts (tiles) in total */
@@ -73,8 +74,9 @@ typedef struct {
     uint64_t item;
     int64_t x, y;
     uint32_t shape[4];
-    uint8_t dtype; /* ss_dtype_t */
+    uint8_t dtype; /* ss_wire_dtype_t */
     uint8_t flags;
+    uint16_t crop;
     uint32_t payload_size;
     int32_t aux[4];
     float scale;
@@ -86,7 +88,7 @@ typedef struct {
 ss_msg_header_t ss_msg_header_init(ss_msg_type_t type);
 
 /* Fill shape/dtype/payload_size for a typed payload. dims: up to 4 (missing dims = 1). */
-void ss_msg_header_set_payload(ss_msg_header_t *h, ss_dtype_t dtype, int ndim, const uint32_t *dims);
+void ss_msg_header_set_payload(ss_msg_header_t *h, ss_wire_dtype_t dtype, int ndim, const uint32_t *dims);
 
 /* Serialise into exactly SS_WIRE_HEADER_SIZE bytes. */
 void ss_msg_header_encode(const ss_msg_header_t *h, uint8_t out[SS_WIRE_HEADER_SIZE]);
@@ -100,7 +102,7 @@ int ss_msg_decode(int nframes, const void *hdr, size_t hdr_size, const void *pay
                   size_t payload_size, ss_msg_header_t *out, char *why, size_t why_size);
 
 /* Bytes per element of a dtype (TEXT counts 1), 0 for NONE or unknown. */
-size_t ss_dtype_size(ss_dtype_t dt);
+size_t ss_wire_dtype_size(ss_wire_dtype_t dt);
 const char *ss_msg_type_name(int type);
 
 #endif

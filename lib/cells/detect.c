@@ -90,12 +90,14 @@ static int box_blur(float *img, int w, int h, int r)
 }
 
 /* Background colour: per-channel medians over the brightest 15% of pixels (glass between cells;
- * smears always show some). */
+ * smears always show some). Pure white is left out: it is what readers pad beyond a slide's
+ * edge with, not glass seen through a microscope. */
 static void background_rgb(const uint8_t *rgb, size_t n, double bg[3])
 {
-    size_t hist[1021] = {0};
+    size_t hist[1021] = {0}, white = 0;
     for (size_t i = 0; i < n; i++) hist[rgb[3 * i] + 2 * rgb[3 * i + 1] + rgb[3 * i + 2]]++;
-    size_t want = n * 15 / 100 + 1, acc = 0;
+    if (hist[1020] < n) white = hist[1020], hist[1020] = 0;
+    size_t want = (n - white) * 15 / 100 + 1, acc = 0;
     int cut = 1020;
     for (; cut > 0; cut--) {
         acc += hist[cut];
@@ -105,7 +107,7 @@ static void background_rgb(const uint8_t *rgb, size_t n, double bg[3])
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
         const uint8_t *p = rgb + 3 * i;
-        if (p[0] + 2 * p[1] + p[2] < cut) continue;
+        if (p[0] + 2 * p[1] + p[2] < cut || (white && p[0] + 2 * p[1] + p[2] == 1020)) continue;
         ch[0][p[0]]++, ch[1][p[1]]++, ch[2][p[2]]++;
         m++;
     }
@@ -388,7 +390,8 @@ int ss_cells_detect(const uint8_t *rgb, int w, int h, double mpp, const ss_cells
     if (ss_morph_open(nuc, w, h, 0.4 / mpp)) goto done;
     rc = p->mode == SS_CELLS_ALL ? detect_all(rgb, w, h, mpp, p, bg, stain, nuc, out)
                                  : detect_nucleated(rgb, w, h, mpp, p, bg, stain, nuc, out);
-    if (!rc) qsort(out->cells + first, out->n - first, sizeof(ss_cell_t), sort_cells_cmp);
+    if (!rc && out->n > first)
+        qsort(out->cells + first, out->n - first, sizeof(ss_cell_t), sort_cells_cmp);
 done:
     free(stain), free(nuc);
     return rc;

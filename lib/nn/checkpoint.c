@@ -18,7 +18,8 @@
 size_t ss_ckpt_numel(const ss_ckpt_tensor_t *t)
 {
     size_t n = 1;
-    for (int i = 0; i < t->ndim; i++) n *= (size_t)t->shape[i];
+    for (int i = 0; i < t->ndim; i++)
+        n *= (size_t)t->shape[i];
     return n;
 }
 
@@ -46,8 +47,7 @@ static int write_str_attr(hid_t f, const char *name, const char *value)
     /* Variable-length UTF-8, the type h5py gives a Python str: it reads back as str. */
     hid_t st = H5Tcopy(H5T_C_S1), sp = H5Screate(H5S_SCALAR), a = -1;
     int rc = -1;
-    if (st < 0 || sp < 0 || H5Tset_size(st, H5T_VARIABLE) < 0 ||
-        H5Tset_cset(st, H5T_CSET_UTF8) < 0)
+    if (st < 0 || sp < 0 || H5Tset_size(st, H5T_VARIABLE) < 0 || H5Tset_cset(st, H5T_CSET_UTF8) < 0)
         goto done;
     a = H5Acreate2(f, name, st, sp, H5P_DEFAULT, H5P_DEFAULT);
     if (a < 0 || H5Awrite(a, st, &value) < 0) goto done;
@@ -74,7 +74,8 @@ static int write_num_attr(hid_t f, const char *name, hid_t file_type, hid_t mem_
 static int write_tensor(hid_t f, const ss_ckpt_tensor_t *t)
 {
     hsize_t dims[SS_CKPT_MAX_DIM];
-    for (int i = 0; i < t->ndim; i++) dims[i] = (hsize_t)t->shape[i];
+    for (int i = 0; i < t->ndim; i++)
+        dims[i] = (hsize_t)t->shape[i];
     hid_t sp = t->ndim == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(t->ndim, dims, NULL);
     hid_t ft = t->dtype == SS_DTYPE_F32 ? H5T_IEEE_F32LE : H5T_STD_I64LE;
     hid_t mt = t->dtype == SS_DTYPE_F32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_INT64;
@@ -214,8 +215,7 @@ static int read_meta(hid_t f, const char *path, ss_ckpt_meta_t *m)
     for (int c = 0; c < 3; c++)
         if (!(m->std[c] > 0.0))
             return ss_error(DOM, "%s: std[%d] = %g must be > 0", path, c, m->std[c]);
-    if (read_str_attr(f, path, "truncate_after", m->truncate_after,
-                      sizeof(m->truncate_after)) < 0)
+    if (read_str_attr(f, path, "truncate_after", m->truncate_after, sizeof(m->truncate_after)) < 0)
         return -1;
     return 0;
 }
@@ -274,7 +274,8 @@ static int read_tensor(hid_t f, const char *path, const ss_ckpt_tensor_t *t, int
         goto done;
     }
     int ok = nd == t->ndim;
-    for (int i = 0; ok && i < nd; i++) ok = dims[i] == (hsize_t)t->shape[i];
+    for (int i = 0; ok && i < nd; i++)
+        ok = dims[i] == (hsize_t)t->shape[i];
     if (!ok && t->ndim == 0 && nd == 1 && dims[0] == 1) ok = 1; /* counter saved as (1,) */
     if (!ok) {
         char want[96] = "(", got[96] = "(";
@@ -303,8 +304,8 @@ done:
     return rc;
 }
 
-int ss_ckpt_load(const char *path, ss_ckpt_meta_t *meta, const ss_ckpt_tensor_t *tensors,
-                 int count, int flags)
+int ss_ckpt_load(const char *path, ss_ckpt_meta_t *meta, const ss_ckpt_tensor_t *tensors, int count,
+                 int flags)
 {
     quiet_t q = quiet_begin();
     int rc = -1;
@@ -353,7 +354,8 @@ int ss_ckpt_dataset_shape(const char *path, const char *name, int *ndim,
         goto done;
     }
     *ndim = nd;
-    for (int i = 0; i < nd; i++) shape[i] = (int64_t)dims[i];
+    for (int i = 0; i < nd; i++)
+        shape[i] = (int64_t)dims[i];
     rc = 0;
 done:
     if (sp >= 0) H5Sclose(sp);

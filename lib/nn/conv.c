@@ -11,6 +11,8 @@
  *           cols = im2col(in), dcols = W^T · D and col2im into the task's din planes; after
  *           one barrier, dW += D · cols^T split over blocks of dW columns.
  * 1×1 stride-1 convs with a large plane skip im2col: sgemms straight on the NCHW tensors.
+ * 3×3 stride-1 pad-1 convs with enough tiles use Winograd F(2×2,3×3) (conv_winograd.c) for the
+ * forward pass and the input gradient; their weight gradient stays im2col + sgemm.
  *
  * Threading: one OpenMP region per call; OpenBLAS runs single-threaded inside it (see sgemm.c).
  * Task extents depend only on the shape and the CPU count, and every output element is reduced
@@ -118,10 +120,21 @@ static int conv_fwd_nb(const ss_conv2d_t *c)
     return clampi(round16((total + 3L * conv_slots() - 1) / (3L * conv_slots())), 64, 2048);
 }
 
+/* The problem whose forward pass is this conv's input gradient (3×3 s1 p1 only). */
+static ss_conv2d_t conv_transposed(const ss_conv2d_t *c)
+{
+    ss_conv2d_t t = *c;
+    t.cin = c->cout;
+    t.cout = c->cin;
+    return t;
+}
+
 size_t ss_conv2d_forward_workspace(const ss_conv2d_t *c)
 {
     if (conv_direct_1x1(c))
         return 0;
+    if (ss_conv_wino_applies(c))
+        return ss_conv_wino_workspace(c);
     return (size_t)conv_slots() * (conv_k(c) + (size_t)c->cout) * (size_t)conv_fwd_nb(c);
 }
 
@@ -141,8 +154,14 @@ size_t ss_conv2d_backward_workspace(const ss_conv2d_t *c)
         return 0;
     const int chunk = conv_chunk(c);
     /* cols + D for the chunk, then one dcols block [K, images*P] per slot. */
-    return (size_t)chunk * (conv_k(c) + (size_t)c->cout) * conv_p(c) +
-           (size_t)conv_slots() * conv_k(c) * conv_p(c) * (size_t)conv_bwd_images(c, chunk);
+    size_t im2col = (size_t)chunk * (conv_k(c) + (size_t)c->cout) * conv_p(c) +
+                    (size_t)conv_slots() * conv_k(c) * conv_p(c) * (size_t)conv_bwd_images(c, chunk);
+    ss_conv2d_t t = conv_transposed(c);
+    if (ss_conv_wino_applies(&t)) { /* din by Winograd after dW by im2col, same scratch */
+        size_t wino = ss_conv_wino_workspace(&t);
+        return wino > im2col ? wino : im2col;
+    }
+    return im2col;
 }
 /* Valid output column range [*lo, *hi) for kernel column offset kx: ix = ox*s - p + kx in [0, w). */
 static void conv_valid_range(int wo, int w, int s, int p, int kx, int *lo, int *hi)
@@ -356,6 +375,10 @@ void ss_conv2d_forward_fused(const ss_conv2d_t *c, float *out, const float *in,
         conv_forward_1x1(c, out, in, weight, bias, residual, relu);
         return;
     }
+    if (ss_conv_wino_applies(c)) {
+        ss_conv_wino_forward(c, out, in, weight, 0, bias, residual, relu, work);
+        return;
+    }
     const int K = (int)conv_k(c), cout = c->cout, total = c->n * (int)conv_p(c);
     const int nb = conv_fwd_nb(c), ntasks = (total + nb - 1) / nb;
     /* Each task is a block of output columns (image, oy, ox) of the whole batch: im2col into the
@@ -441,6 +464,16 @@ void ss_conv2d_backward(const ss_conv2d_t *c, float *din, float *dweight, float 
     if (conv_direct_1x1(c)) {
         conv_backward_1x1(c, din, dweight, dout, in, weight);
         return;
+    }
+    if (din) {
+        ss_conv2d_t t = conv_transposed(c);
+        if (ss_conv_wino_applies(&t)) {
+            /* dW through im2col, then din = the transposed conv of dout, by Winograd. */
+            if (dweight)
+                ss_conv2d_backward(c, NULL, dweight, NULL, dout, in, weight, work);
+            ss_conv_wino_forward(&t, din, dout, weight, 1, NULL, NULL, 0, work);
+            return;
+        }
     }
     const int slots = conv_slots();
     /* Rows of dW per task: a few tasks per slot. */

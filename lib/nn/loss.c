@@ -28,7 +28,8 @@ int ss_loss_cross_entropy(float *loss, float *dlogits, const float *logits, cons
         for (int c = 1; c < C; c++)
             if (x[c] > mx) mx = x[c];
         double sum = 0.0;
-        for (int c = 0; c < C; c++) sum += exp((double)x[c] - mx);
+        for (int c = 0; c < C; c++)
+            sum += exp((double)x[c] - mx);
         double lse = mx + log(sum);
         total += lse - x[labels[b]];
         if (dlogits) {
@@ -47,11 +48,13 @@ static void normalise_rows(float *u, double *inv, const float *z, int N, int d)
     for (int k = 0; k < N; k++) {
         const float *zk = z + (size_t)k * d;
         double ss = 0.0;
-        for (int j = 0; j < d; j++) ss += (double)zk[j] * zk[j];
+        for (int j = 0; j < d; j++)
+            ss += (double)zk[j] * zk[j];
         double n = sqrt(ss);
         double iv = 1.0 / (n > SS_NORM_EPS ? n : SS_NORM_EPS);
         if (inv) inv[k] = iv;
-        for (int j = 0; j < d; j++) u[(size_t)k * d + j] = (float)(zk[j] * iv);
+        for (int j = 0; j < d; j++)
+            u[(size_t)k * d + j] = (float)(zk[j] * iv);
     }
 }
 
@@ -87,9 +90,11 @@ static void gram_backward(float *dz, float *G, const float *U, const float *z, i
         }
         double n = sqrt(ss);
         if (n > SS_NORM_EPS) {
-            for (int j = 0; j < d; j++) gk[j] = (float)((gk[j] - uk[j] * dot) / n);
+            for (int j = 0; j < d; j++)
+                gk[j] = (float)((gk[j] - uk[j] * dot) / n);
         } else { /* u = z / eps: the clamp makes the map linear */
-            for (int j = 0; j < d; j++) gk[j] = (float)(gk[j] / SS_NORM_EPS);
+            for (int j = 0; j < d; j++)
+                gk[j] = (float)(gk[j] / SS_NORM_EPS);
         }
     }
 }
@@ -103,10 +108,10 @@ int ss_loss_ntxent(float *loss, float *dz, const float *z, int N, int d, float t
                    float *workspace)
 {
     if (N < 2 || N % 2 || d <= 0)
-        return ss_error("nn.loss", "nt-xent: need an even number of rows >= 2 (got N=%d, d=%d)",
-                        N, d);
+        return ss_error("nn.loss", "nt-xent: need an even number of rows >= 2 (got N=%d, d=%d)", N,
+                        d);
     if (!(tau > 0.0f)) return ss_error("nn.loss", "nt-xent: temperature %g must be > 0", tau);
-    float *U = workspace;                /* (N, d) unit rows */
+    float *U = workspace;                 /* (N, d) unit rows */
     float *S = workspace + (size_t)N * d; /* (N, N) similarities, then dL/dS */
     normalise_rows(U, NULL, z, N, d);
     gram(S, U, N, d, tau);
@@ -126,8 +131,7 @@ int ss_loss_ntxent(float *loss, float *dz, const float *z, int N, int d, float t
         if (dz) {
             /* dL/ds_kl = (softmax_{l != k}(s_k)_l - [l == pos]) / N, zero on the diagonal. */
             for (int l = 0; l < N; l++)
-                row[l] = l == k ? 0.0f
-                                : (float)((exp((double)row[l] - lse) - (l == pos)) / N);
+                row[l] = l == k ? 0.0f : (float)((exp((double)row[l] - lse) - (l == pos)) / N);
         }
     }
     *loss = (float)(-total / N);
@@ -172,7 +176,8 @@ int ss_loss_similarity(float *loss, float *dz, const float *z, int N, int d, flo
             if (l != k) acc += (double)row[l] - mx;
         total += acc;
         if (dz) /* the max is detached: dL/ds_kl = scale off the diagonal */
-            for (int l = 0; l < N; l++) row[l] = l == k ? 0.0f : (float)scale;
+            for (int l = 0; l < N; l++)
+                row[l] = l == k ? 0.0f : (float)scale;
     }
     *loss = (float)(scale * total);
     if (dz) gram_backward(dz, S, U, z, N, d, tau);

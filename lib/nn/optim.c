@@ -12,8 +12,13 @@
 
 ss_optim_config_t ss_optim_config_default(ss_optim_kind_t kind, float lr)
 {
-    ss_optim_config_t c = {.kind = kind, .lr = lr, .momentum = 0.0f, .weight_decay = 0.0f,
-                           .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};
+    ss_optim_config_t c = {.kind = kind,
+                           .lr = lr,
+                           .momentum = 0.0f,
+                           .weight_decay = 0.0f,
+                           .beta1 = 0.9f,
+                           .beta2 = 0.999f,
+                           .eps = 1e-8f};
     if (kind == SS_OPTIM_ADAMW) c.weight_decay = 1e-2f;
     return c;
 }
@@ -127,12 +132,14 @@ double ss_lr_slam_ags_factor(long epoch, long warmup_epochs, long num_epochs)
 double ss_clip_grad_norm(float *grads, size_t n, double max_norm)
 {
     double ss = 0.0;
-    for (size_t i = 0; i < n; i++) ss += (double)grads[i] * grads[i];
+    for (size_t i = 0; i < n; i++)
+        ss += (double)grads[i] * grads[i];
     double total = sqrt(ss);
     double coef = max_norm / (total + 1e-6);
     if (coef < 1.0) {
         float f = (float)coef;
-        for (size_t i = 0; i < n; i++) grads[i] *= f;
+        for (size_t i = 0; i < n; i++)
+            grads[i] *= f;
     }
     return total;
 }

@@ -38,9 +38,9 @@ typedef struct {
 typedef struct {
     convbn_t c1, c2, ds;
     int has_ds;
-    size_t a1;  /* act: relu(bn1(conv1(x))) [n, planes, ho, wo] */
-    size_t out; /* act: relu(bn2(conv2(a1)) + identity) */
-    size_t dsn; /* act: bn_ds(conv_ds(x)) */
+    size_t a1;                /* act: relu(bn1(conv1(x))) [n, planes, ho, wo] */
+    size_t out;               /* act: relu(bn2(conv2(a1)) + identity) */
+    size_t dsn;               /* act: bn_ds(conv_ds(x)) */
     size_t in_size, out_size; /* floats per image */
 } block_t;
 
@@ -78,8 +78,11 @@ struct ss_resnet_impl {
 
 ss_resnet_config_t ss_resnet_config_default(int depth)
 {
-    ss_resnet_config_t c = {.depth = depth, .width_multiplier = 1.0, .input_size = 224,
-                            .mean = {0.485, 0.456, 0.406}, .std = {0.229, 0.224, 0.225}};
+    ss_resnet_config_t c = {.depth = depth,
+                            .width_multiplier = 1.0,
+                            .input_size = 224,
+                            .mean = {0.485, 0.456, 0.406},
+                            .std = {0.229, 0.224, 0.225}};
     return c;
 }
 
@@ -111,7 +114,8 @@ static int add_entry(builder_t *b, const char *name, ss_dtype_t dt, int ndim, co
         t->name = s;
         t->dtype = dt;
         t->ndim = ndim;
-        for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
+        for (int i = 0; i < ndim; i++)
+            t->shape[i] = shape[i];
         /* family: 0 params, 1 buffers, 2 counters; data resolved after allocation */
         t->data = (void *)(uintptr_t)((offset << 2) | (size_t)family);
     }
@@ -122,7 +126,8 @@ static int add_entry(builder_t *b, const char *name, ss_dtype_t dt, int ndim, co
 static size_t param(builder_t *b, const char *name, int ndim, const int64_t *shape)
 {
     size_t n = 1, off = b->np;
-    for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
+    for (int i = 0; i < ndim; i++)
+        n *= (size_t)shape[i];
     add_entry(b, name, SS_DTYPE_F32, ndim, shape, off, 0);
     b->np += n;
     return off;
@@ -386,7 +391,8 @@ void ss_resnet_destroy(ss_resnet_t **pm)
     ss_resnet_impl_t *im = m->impl;
     if (im) {
         if (im->names)
-            for (int i = 0; i < m->table_len; i++) free(im->names[i]);
+            for (int i = 0; i < m->table_len; i++)
+                free(im->names[i]);
         free(im->names);
         free(im->outs);
         free(im->act);
@@ -474,22 +480,22 @@ static void convbn_forward_train(ss_resnet_t *m, convbn_t *c, float *out, const 
     ss_conv2d_forward(&g, co, x, P + c->w, NULL, im->work);
     ss_batchnorm_forward_train(out, im->act + c->save_mean, im->act + c->save_istd,
                                m->buffers + c->rmean, m->buffers + c->rvar,
-                               m->counters + c->counter, co, P + c->gamma, P + c->beta, n,
-                               g.cout, g.ho * g.wo, BN_MOMENTUM, BN_EPS, relu);
+                               m->counters + c->counter, co, P + c->gamma, P + c->beta, n, g.cout,
+                               g.ho * g.wo, BN_MOMENTUM, BN_EPS, relu);
 }
 
 /* dout -> (BN backward, masked by relu_out when given) -> conv backward. din nullable.
  * dtmp receives the BN input gradient (may alias dout). */
-static void convbn_backward(ss_resnet_t *m, convbn_t *c, float *din, float *dtmp,
-                            const float *dout, const float *x, const float *relu_out, int n)
+static void convbn_backward(ss_resnet_t *m, convbn_t *c, float *din, float *dtmp, const float *dout,
+                            const float *x, const float *relu_out, int n)
 {
     ss_resnet_impl_t *im = m->impl;
     ss_conv2d_t g = geom(c, n);
     const float *P = m->params;
     float *G = m->grads;
     ss_batchnorm_backward(dtmp, G + c->gamma, G + c->beta, dout, im->act + c->conv_out,
-                          im->act + c->save_mean, im->act + c->save_istd, P + c->gamma, relu_out,
-                          n, g.cout, g.ho * g.wo);
+                          im->act + c->save_mean, im->act + c->save_istd, P + c->gamma, relu_out, n,
+                          g.cout, g.ho * g.wo);
     ss_conv2d_backward(&g, din, G + c->w, NULL, dtmp, x, P + c->w, im->work);
 }
 
@@ -507,8 +513,8 @@ static void heads_forward(ss_resnet_t *m, int n)
         float *h = im->outs + im->o_hidden;
         ss_linear_forward(h, feat, P + im->p0_w, P + im->p0_b, n, C, cfg->proj_hidden);
         ss_relu_forward(h, h, (size_t)n * cfg->proj_hidden);
-        ss_linear_forward(im->outs + im->o_proj, h, P + im->p2_w, P + im->p2_b, n,
-                          cfg->proj_hidden, cfg->proj_out);
+        ss_linear_forward(im->outs + im->o_proj, h, P + im->p2_w, P + im->p2_b, n, cfg->proj_hidden,
+                          cfg->proj_out);
     }
 }
 
@@ -747,7 +753,8 @@ static void meta_from_cfg(const ss_resnet_config_t *cfg, ss_ckpt_meta_t *meta)
     meta->input_size = cfg->input_size;
     memcpy(meta->mean, cfg->mean, sizeof(meta->mean));
     memcpy(meta->std, cfg->std, sizeof(meta->std));
-    if (cfg->truncate_layer3) snprintf(meta->truncate_after, sizeof(meta->truncate_after), "layer3");
+    if (cfg->truncate_layer3)
+        snprintf(meta->truncate_after, sizeof(meta->truncate_after), "layer3");
 }
 
 int ss_resnet_save(const ss_resnet_t *m, const char *path)
@@ -798,35 +805,35 @@ int ss_resnet_load(ss_resnet_t *m, const char *path, int flags)
     return 0;
 }
 
-ss_resnet_t *ss_resnet_new_from_checkpoint(const char *path, int max_batch, int train)
+int ss_resnet_config_from_checkpoint(const char *path, ss_resnet_config_t *cfg)
 {
     ss_ckpt_meta_t meta;
-    ss_resnet_config_t cfg;
-    if (ss_ckpt_read_meta(path, &meta) || cfg_from_meta(&meta, path, &cfg)) return NULL;
+    if (ss_ckpt_read_meta(path, &meta) || cfg_from_meta(&meta, path, cfg)) return -1;
     int nd;
     int64_t sh[SS_CKPT_MAX_DIM];
     int r = ss_ckpt_dataset_shape(path, "fc.weight", &nd, sh);
-    if (r < 0) return NULL;
+    if (r < 0) return -1;
     if (r == 0) {
-        if (nd != 2) {
-            ss_error(DOM, "%s: fc.weight is not 2-D", path);
-            return NULL;
-        }
-        cfg.num_classes = (int)sh[0];
+        if (nd != 2) return ss_error(DOM, "%s: fc.weight is not 2-D", path);
+        cfg->num_classes = (int)sh[0];
     }
     r = ss_ckpt_dataset_shape(path, "projector.0.weight", &nd, sh);
-    if (r < 0) return NULL;
+    if (r < 0) return -1;
     if (r == 0) {
         int64_t s2[SS_CKPT_MAX_DIM];
         int nd2;
-        if (nd != 2 || ss_ckpt_dataset_shape(path, "projector.2.weight", &nd2, s2) != 0 ||
-            nd2 != 2) {
-            ss_error(DOM, "%s: projector.0.weight / projector.2.weight incomplete", path);
-            return NULL;
-        }
-        cfg.proj_hidden = (int)sh[0];
-        cfg.proj_out = (int)s2[0];
+        if (nd != 2 || ss_ckpt_dataset_shape(path, "projector.2.weight", &nd2, s2) != 0 || nd2 != 2)
+            return ss_error(DOM, "%s: projector.0.weight / projector.2.weight incomplete", path);
+        cfg->proj_hidden = (int)sh[0];
+        cfg->proj_out = (int)s2[0];
     }
+    return 0;
+}
+
+ss_resnet_t *ss_resnet_new_from_checkpoint(const char *path, int max_batch, int train)
+{
+    ss_resnet_config_t cfg;
+    if (ss_resnet_config_from_checkpoint(path, &cfg)) return NULL;
     ss_resnet_t *m = ss_resnet_new(&cfg, max_batch, train);
     if (!m) return NULL;
     if (ss_ckpt_load(path, NULL, m->table, m->table_len, SS_CKPT_STRICT)) {
@@ -834,4 +841,22 @@ ss_resnet_t *ss_resnet_new_from_checkpoint(const char *path, int max_batch, int 
         return NULL;
     }
     return m;
+}
+
+void ss_resnet_preprocess_u8(const ss_resnet_t *m, float *x, const uint8_t *rgb, int n)
+{
+    int S = m->cfg.input_size;
+    size_t plane = (size_t)S * S;
+    float scale[3], shift[3];
+    for (int c = 0; c < 3; c++) { /* (v/255 - mean)/std = v*scale + shift */
+        scale[c] = (float)(1.0 / (255.0 * m->cfg.std[c]));
+        shift[c] = (float)(-m->cfg.mean[c] / m->cfg.std[c]);
+    }
+    for (int i = 0; i < n; i++) {
+        const uint8_t *src = rgb + (size_t)i * plane * 3;
+        float *dst = x + (size_t)i * plane * 3;
+        for (size_t p = 0; p < plane; p++)
+            for (int c = 0; c < 3; c++)
+                dst[c * plane + p] = src[3 * p + c] * scale[c] + shift[c];
+    }
 }

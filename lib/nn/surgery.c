@@ -9,8 +9,8 @@
 
 #include "slidestream/error.h"
 
-#define AGS_EPS 1e-10    /* SLAM-AGS `eps`, used in the projection and the rescaling */
-#define CAGRAD_EPS 1e-8  /* official CAGrad epsilons (see the CAGRAD case) */
+#define AGS_EPS 1e-10   /* SLAM-AGS `eps`, used in the projection and the rescaling */
+#define CAGRAD_EPS 1e-8 /* official CAGrad epsilons (see the CAGRAD case) */
 
 static const char *const names[] = {"sum", "pcgrad", "ags", "cagrad", "mgda"};
 
@@ -21,8 +21,10 @@ int ss_surgery_parse(const char *name, ss_surgery_method_t *method)
             *method = (ss_surgery_method_t)i;
             return 0;
         }
-    return ss_error("nn.surgery", "unknown gradient-surgery method '%s' (sum, pcgrad, ags, "
-                                  "cagrad, mgda)", name);
+    return ss_error("nn.surgery",
+                    "unknown gradient-surgery method '%s' (sum, pcgrad, ags, "
+                    "cagrad, mgda)",
+                    name);
 }
 
 const char *ss_surgery_name(ss_surgery_method_t method)
@@ -135,7 +137,8 @@ int ss_surgery_combine(float *out, const float *g1, const float *g2, size_t n,
     if (method == SS_SURGERY_AGS && nout > 0.0) {
         scale = sqrt(nsum) / (sqrt(nout) + AGS_EPS);
         float fs = (float)scale;
-        for (size_t i = 0; i < n; i++) out[i] *= fs;
+        for (size_t i = 0; i < n; i++)
+            out[i] *= fs;
     }
     if (info) {
         info->dot = n12;

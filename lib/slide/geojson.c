@@ -62,7 +62,7 @@ static int32_t *label_components(const ss_mask_t *m, int32_t *ncomp)
     int w = m->width, h = m->height;
     size_t np = (size_t)w * (size_t)h;
     int32_t *lab = calloc(np, sizeof *lab);
-    size_t *stack = malloc(np * sizeof *stack);
+    uint32_t *stack = malloc(np * sizeof *stack); /* masks are < 2^32 pixels */
     if (!lab || !stack) {
         free(lab);
         free(stack);
@@ -73,7 +73,7 @@ static int32_t *label_components(const ss_mask_t *m, int32_t *ncomp)
         if (!m->data[s] || lab[s]) continue;
         next++;
         size_t top = 0;
-        stack[top++] = s;
+        stack[top++] = (uint32_t)s;
         lab[s] = next;
         while (top) {
             size_t p = stack[--top];
@@ -84,7 +84,7 @@ static int32_t *label_components(const ss_mask_t *m, int32_t *ncomp)
                 size_t q = (size_t)yy * (size_t)w + (size_t)xx;
                 if (m->data[q] && !lab[q]) {
                     lab[q] = next;
-                    stack[top++] = q;
+                    stack[top++] = (uint32_t)q;
                 }
             }
         }

@@ -3,8 +3,8 @@
  * weights), processed in bands of source rows so memory stays bounded for any output size.
  *
  * OpenSlide errors are sticky: once a read fails, the handle returns nothing but that error.
- * We report the failing region, then reopen the handle (at most SS_SLIDE_MAX_REOPENS times) so
- * the next tile can still be read; a handle that cannot be reopened is marked dead. */
+ * We report the failing region, then reopen the handle so the next tile can still be read; after
+ * SS_SLIDE_MAX_REOPENS consecutive failures, or when reopening fails, the handle is marked dead. */
 #include "slide_internal.h"
 
 #include <math.h>
@@ -34,7 +34,8 @@ static void openslide_recover(ss_slide_t *s)
     s->osr = NULL;
     if (s->reopens >= SS_SLIDE_MAX_REOPENS) {
         s->dead = 1;
-        ss_warn("slide '%s': %d read errors, giving up on this slide", s->path, s->reopens + 1);
+        ss_warn("slide '%s': %d consecutive read errors, giving up on this slide", s->path,
+                s->reopens + 1);
         return;
     }
     s->reopens++;
@@ -69,6 +70,8 @@ static int read_openslide(ss_slide_t *s, int level, int64_t lx, int64_t ly, int 
         openslide_recover(s);
         return -1;
     }
+    s->reopens = 0; /* the budget is for consecutive failures: a corrupt patch of tiles in an
+                       otherwise good slide must not cost the rest of it */
     /* Premultiplied ARGB over white: c + (255 - a). */
     for (int y = 0; y < h; y++) {
         const uint32_t *src = s->argb + (size_t)y * (size_t)w;

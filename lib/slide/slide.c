@@ -271,10 +271,23 @@ static int plain_loader(const char *loader, const unsigned char *magic, size_t g
     return 0;
 }
 
+static int is_tiff(const unsigned char *m, size_t got)
+{
+    return got >= 4 && ((m[0] == 'I' && m[1] == 'I' && (m[2] == 42 || m[2] == 43) && m[3] == 0) ||
+                        (m[0] == 'M' && m[1] == 'M' && m[2] == 0 && (m[3] == 42 || m[3] == 43)));
+}
+
 static int open_vips(ss_slide_t *s, const unsigned char *magic, size_t got)
 {
     if (ss_slide_vips_init()) return -1;
     const char *loader = vips_foreign_find_load(s->path);
+    if (is_tiff(magic, got) && (!loader || strcmp(loader, "VipsForeignLoadTiffFile"))) {
+        vips_error_clear();
+        return ss_error("slide",
+                        "'%s': a TIFF file that neither OpenSlide nor libvips can read "
+                        "(truncated or corrupt?)",
+                        s->path);
+    }
     if (!loader) {
         vips_error_clear();
         return ss_error("slide",

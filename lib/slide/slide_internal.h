@@ -8,6 +8,7 @@
 
 #include "slidestream/slide.h"
 
+/* Consecutive failed reads (each followed by a reopen) before a slide is given up. */
 #define SS_SLIDE_MAX_REOPENS 16
 
 typedef enum { SS_BACKEND_OPENSLIDE, SS_BACKEND_VIPS } ss_backend_t;
@@ -25,7 +26,7 @@ struct ss_slide {
     /* OpenSlide */
     openslide_t *osr;
     int dead;       /* 1: no more reads (reopen budget spent or reopen failed) */
-    int reopens;    /* reopens done after read errors */
+    int reopens;    /* reopens since the last successful read */
     uint32_t *argb; /* scratch for openslide_read_region */
     size_t argb_cap;
     /* libvips: 3-band uchar sRGB view of the image, and a region on it */

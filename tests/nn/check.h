@@ -8,21 +8,21 @@
 
 static int check_failures;
 
-#define CHECK(cond, ...)                                                                         \
-    do {                                                                                         \
-        if (!(cond)) {                                                                           \
-            fprintf(stderr, "%s:%d: FAIL %s: ", __FILE__, __LINE__, #cond);                    \
-            fprintf(stderr, __VA_ARGS__);                                                        \
-            fputc('\n', stderr);                                                                 \
-            check_failures++;                                                                    \
-        }                                                                                        \
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: FAIL %s: ", __FILE__, __LINE__, #cond);                        \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+            check_failures++;                                                                      \
+        }                                                                                          \
     } while (0)
 
 /* |got - want| <= atol + rtol |want| */
-#define CHECK_NEAR(got, want, atol, rtol)                                                        \
-    do {                                                                                         \
-        double g_ = (got), w_ = (want);                                                          \
-        CHECK(fabs(g_ - w_) <= (atol) + (rtol) * fabs(w_), "got %.9g want %.9g", g_, w_);        \
+#define CHECK_NEAR(got, want, atol, rtol)                                                          \
+    do {                                                                                           \
+        double g_ = (got), w_ = (want);                                                            \
+        CHECK(fabs(g_ - w_) <= (atol) + (rtol)*fabs(w_), "got %.9g want %.9g", g_, w_);            \
     } while (0)
 
 static inline int check_exit(const char *name)

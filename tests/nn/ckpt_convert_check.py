@@ -3,6 +3,9 @@
 scripts/ckpt_convert.py and the C loader, for torchvision naming (resnet18 with fc, resnet34
 truncated after layer3) and the SLAM-AGS naming (encoder.N.* + projector.fc.N.*). Every tensor
 must come back bit-identical, and the result must load into torchvision's resnet."""
+import contextlib
+import importlib.util
+import io
 import subprocess
 import sys
 
@@ -15,7 +18,21 @@ py = sys.executable
 fails = 0
 
 
+# The converter runs in this process (one torch import instead of one per conversion); its
+# command line is exercised by the refusal case at the end.
+spec = importlib.util.spec_from_file_location("ckpt_convert", conv)
+ckpt_convert = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(ckpt_convert)
+
+
 def run(*cmd):
+    if cmd[0] == py:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            rc = ckpt_convert.main(list(cmd[2:]))
+        if rc:
+            raise SystemExit(f"FAIL: ckpt_convert {' '.join(cmd[2:])}")
+        return out.getvalue()
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode:
         raise SystemExit(f"FAIL: {' '.join(cmd)}\n{r.stdout}{r.stderr}")

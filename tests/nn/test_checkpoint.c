@@ -16,15 +16,19 @@ int main(int argc, char **argv)
              (long)getpid());
     float w[2 * 3 * 1 * 1], b[2];
     int64_t count = 7;
-    for (int i = 0; i < 6; i++) w[i] = (float)i * 0.5f - 1.0f;
+    for (int i = 0; i < 6; i++)
+        w[i] = (float)i * 0.5f - 1.0f;
     b[0] = 3.25f, b[1] = -0.125f;
     ss_ckpt_tensor_t t[3] = {
         {"conv1.weight", SS_DTYPE_F32, 4, {2, 3, 1, 1}, w},
         {"bn1.bias", SS_DTYPE_F32, 1, {2}, b},
         {"bn1.num_batches_tracked", SS_DTYPE_I64, 0, {0}, &count},
     };
-    ss_ckpt_meta_t meta = {.arch = "resnet18", .width_multiplier = 0.25, .input_size = 64,
-                           .mean = {0.6009, 0.5513, 0.7394}, .std = {0.1982, 0.2448, 0.1076},
+    ss_ckpt_meta_t meta = {.arch = "resnet18",
+                           .width_multiplier = 0.25,
+                           .input_size = 64,
+                           .mean = {0.6009, 0.5513, 0.7394},
+                           .std = {0.1982, 0.2448, 0.1076},
                            .truncate_after = "layer3"};
     CHECK(ss_ckpt_save(path, &meta, t, 3) == 0, "%s", ss_error_last());
 
@@ -49,7 +53,8 @@ int main(int argc, char **argv)
         int flags;
         const char *expect; /* substring of the error; NULL = must succeed */
     } cases[] = {
-        {"wrong shape", -1, 0, 0, 0, "'conv1.weight' has shape (2, 3, 1, 1), the model expects (3, 3, 1, 1)"},
+        {"wrong shape", -1, 0, 0, 0,
+         "'conv1.weight' has shape (2, 3, 1, 1), the model expects (3, 3, 1, 1)"},
         {"extra tensor", 1, -1, 0, 0, "unexpected tensor 'bn1.bias'"},
         {"extra ignored", 1, -1, 0, SS_CKPT_IGNORE_EXTRA, NULL},
         {"missing tensor", -1, -1, 1, 0, "tensor 'fc.weight' is missing"},

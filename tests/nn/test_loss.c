@@ -19,16 +19,19 @@ static void unit_rows(double *u, const double *z, int N, int d)
 {
     for (int k = 0; k < N; k++) {
         double s = 0;
-        for (int j = 0; j < d; j++) s += z[k * d + j] * z[k * d + j];
+        for (int j = 0; j < d; j++)
+            s += z[k * d + j] * z[k * d + j];
         s = sqrt(s);
-        for (int j = 0; j < d; j++) u[k * d + j] = z[k * d + j] / s;
+        for (int j = 0; j < d; j++)
+            u[k * d + j] = z[k * d + j] / s;
     }
 }
 
 static double dotd(const double *a, const double *b, int d)
 {
     double s = 0;
-    for (int j = 0; j < d; j++) s += a[j] * b[j];
+    for (int j = 0; j < d; j++)
+        s += a[j] * b[j];
     return s;
 }
 
@@ -64,7 +67,8 @@ static double ce_ref(const double *x, const int *y, int B, int C)
     double L = 0;
     for (int b = 0; b < B; b++) {
         double s = 0;
-        for (int c = 0; c < C; c++) s += exp(x[b * C + c]);
+        for (int c = 0; c < C; c++)
+            s += exp(x[b * C + c]);
         L += log(s) - x[b * C + y[b]];
     }
     return L / B;
@@ -88,10 +92,10 @@ static double call_ref(const double *x, void *vc)
 static float call_c(const float *x, float *grad, ctx_t *c, float *ws)
 {
     float L = NAN;
-    int rc = c->kind == 0   ? ss_loss_cross_entropy(&L, grad, x, c->y, c->N, c->d)
-             : c->kind == 1 ? ss_loss_ntxent(&L, grad, x, c->N, c->d, (float)c->tau, ws)
-                            : ss_loss_similarity(&L, grad, x, c->N, c->d, (float)c->tau,
-                                                 (float)c->tau, ws);
+    int rc = c->kind == 0 ? ss_loss_cross_entropy(&L, grad, x, c->y, c->N, c->d)
+             : c->kind == 1
+                 ? ss_loss_ntxent(&L, grad, x, c->N, c->d, (float)c->tau, ws)
+                 : ss_loss_similarity(&L, grad, x, c->N, c->d, (float)c->tau, (float)c->tau, ws);
     CHECK(rc == 0, "%s", ss_error_last());
     return L;
 }
@@ -102,7 +106,8 @@ static void check_loss(const char *what, ctx_t *c, double scale)
     float *x = malloc(sizeof(float) * n), *g = malloc(sizeof(float) * n);
     double *xd = malloc(sizeof(double) * n);
     float *ws = malloc(sizeof(float) * (ss_loss_ntxent_workspace(c->N, c->d) + 1));
-    for (int i = 0; i < n; i++) x[i] = (float)((urand() * 2 - 1) * scale), xd[i] = x[i];
+    for (int i = 0; i < n; i++)
+        x[i] = (float)((urand() * 2 - 1) * scale), xd[i] = x[i];
     float L = call_c(x, g, c, ws);
     double Lr = call_ref(xd, c);
     printf("%s: loss %.7g (reference %.7g)\n", what, L, Lr);

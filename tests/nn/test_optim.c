@@ -48,7 +48,8 @@ int main(void)
                 pd[i] -= 1e-2 * mh / den;
             }
         }
-        for (int i = 0; i < 3; i++) CHECK_NEAR(p[i], pd[i], 1e-6, 1e-6);
+        for (int i = 0; i < 3; i++)
+            CHECK_NEAR(p[i], pd[i], 1e-6, 1e-6);
         ss_optim_destroy(&o);
     }
     /* Schedules. */

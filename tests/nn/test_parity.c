@@ -32,8 +32,8 @@ static char worst_buf[256];
 
 typedef struct {
     const char *group;
-    double worst_rel;  /* worst |c - r| / (RTOL|r| + ATOL max|r|), <= 1 passes */
-    double worst_abs;  /* worst |c - r| / max|r| */
+    double worst_rel; /* worst |c - r| / (RTOL|r| + ATOL max|r|), <= 1 passes */
+    double worst_abs; /* worst |c - r| / max|r| */
     char where[160];
     int count, bad;
 } stats_t;
@@ -89,7 +89,7 @@ static void compare(stats_t *s, const char *name, const float *c, const float *r
                         s->group, name, i, c[i], r[i], mx);
             bad++;
         }
-        if (!(rel <= s->worst_rel) ) {
+        if (!(rel <= s->worst_rel)) {
             s->worst_rel = rel;
             snprintf(s->where, sizeof(s->where), "%s[%zu] C %.7g torch %.7g", name, i, c[i], r[i]);
         }
@@ -99,15 +99,14 @@ static void compare(stats_t *s, const char *name, const float *c, const float *r
     if (bad) {
         s->bad++;
         failures++;
-        fprintf(stderr, "  %d of %zu elements of %s/%s out of tolerance\n", bad, n, s->group,
-                name);
+        fprintf(stderr, "  %d of %zu elements of %s/%s out of tolerance\n", bad, n, s->group, name);
     }
 }
 
 static void report(const stats_t *s)
 {
-    printf("%-16s %4d tensors  worst err/tol %.3f  worst |diff|/max|ref| %.2e  at %s%s\n",
-           s->group, s->count, s->worst_rel, s->worst_abs, s->where, s->bad ? "  FAIL" : "");
+    printf("%-16s %4d tensors  worst err/tol %.3f  worst |diff|/max|ref| %.2e  at %s%s\n", s->group,
+           s->count, s->worst_rel, s->worst_abs, s->where, s->bad ? "  FAIL" : "");
     if (s->worst_rel > worst_overall) {
         worst_overall = s->worst_rel;
         snprintf(worst_buf, sizeof(worst_buf), "%s %s", s->group, s->where);
@@ -116,15 +115,14 @@ static void report(const stats_t *s)
 }
 
 /* Compare every float parameter (or buffer) of the model with <group>/<name> in ref.h5. */
-static int compare_table(hid_t f, ss_resnet_t *m, const char *group, const float *base,
-                         int buffers)
+static int compare_table(hid_t f, ss_resnet_t *m, const char *group, const float *base, int buffers)
 {
     stats_t s = {.group = group};
     float *tmp = NULL;
     for (int i = 0; i < m->table_len; i++) {
         const ss_ckpt_tensor_t *t = &m->table[i];
-        int is_param = (float *)t->data >= m->params &&
-                       (float *)t->data < m->params + m->num_params;
+        int is_param =
+            (float *)t->data >= m->params && (float *)t->data < m->params + m->num_params;
         if (t->dtype != SS_DTYPE_F32 || is_param == buffers) continue;
         size_t n = ss_ckpt_numel(t);
         size_t off = (float *)t->data - (buffers ? m->buffers : m->params);
@@ -154,8 +152,7 @@ static int read_table(hid_t f, ss_resnet_t *m, const char *group, float *flat)
             continue;
         char name[256];
         snprintf(name, sizeof(name), "%s/%s", group, t->name);
-        if (read_f32(f, name, flat + ((float *)t->data - m->params), ss_ckpt_numel(t)))
-            return -1;
+        if (read_f32(f, name, flat + ((float *)t->data - m->params), ss_ckpt_numel(t))) return -1;
     }
     return 0;
 }
@@ -206,8 +203,8 @@ int main(int argc, char **argv)
     }
     printf("model: resnet%d, %zu parameters, %d classes, projector %d-%d; tolerance |diff| <= "
            "%.0e |ref| + %.0e max|ref|\n",
-           m->cfg.depth, m->num_params, m->cfg.num_classes, m->cfg.proj_hidden,
-           m->cfg.proj_out, RTOL, ATOL);
+           m->cfg.depth, m->num_params, m->cfg.num_classes, m->cfg.proj_hidden, m->cfg.proj_out,
+           RTOL, ATOL);
 
     /* eval-mode forward (BN folded) */
     if (ss_resnet_forward(m, x, B, 0) ||
@@ -241,8 +238,8 @@ int main(int argc, char **argv)
     float lce, lnt;
     if (!dl || !dz || !ws || !g1 || !g2 || !p0 || !pw) goto fail;
     if (ss_loss_cross_entropy(&lce, dl, ss_resnet_output(m, SS_RESNET_LOGITS, NULL), y, B, K) ||
-        ss_loss_ntxent(&lnt, dz, ss_resnet_output(m, SS_RESNET_PROJECTION, NULL), B, P,
-                       (float)tau, ws))
+        ss_loss_ntxent(&lnt, dz, ss_resnet_output(m, SS_RESNET_PROJECTION, NULL), B, P, (float)tau,
+                       ws))
         goto fail;
     {
         float rl[2] = {(float)read_scalar(f, "loss_ce"), (float)read_scalar(f, "loss_nt")};
@@ -281,11 +278,10 @@ int main(int argc, char **argv)
     read_attr(f, "adam_lr", &alr);
     read_attr(f, "adam_weight_decay", &awd);
     float *r1 = malloc(sizeof(float) * np), *r2 = malloc(sizeof(float) * np);
-    if (!r1 || !r2 || read_table(f, m, "grad_ce", r1) || read_table(f, m, "grad_nt", r2))
-        goto fail;
+    if (!r1 || !r2 || read_table(f, m, "grad_ce", r1) || read_table(f, m, "grad_nt", r2)) goto fail;
     for (int k = 0; k < 2; k++) {
-        ss_optim_config_t ac = ss_optim_config_default(k ? SS_OPTIM_ADAMW : SS_OPTIM_ADAM,
-                                                       (float)alr);
+        ss_optim_config_t ac =
+            ss_optim_config_default(k ? SS_OPTIM_ADAMW : SS_OPTIM_ADAM, (float)alr);
         ac.weight_decay = (float)awd;
         ss_optim_t *ad = ss_optim_new(&ac, np);
         if (!ad) goto fail;

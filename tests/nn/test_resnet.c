@@ -38,8 +38,8 @@ static void structure(void)
         if (!m) continue;
         CHECK(m->num_params == want[i].params, "resnet%d has %zu params", want[i].depth,
               m->num_params);
-        CHECK(m->table_len == want[i].entries, "resnet%d state_dict has %d entries",
-              want[i].depth, m->table_len);
+        CHECK(m->table_len == want[i].entries, "resnet%d state_dict has %d entries", want[i].depth,
+              m->table_len);
         CHECK(!strcmp(m->table[0].name, "conv1.weight"), "first %s", m->table[0].name);
         CHECK(!strcmp(m->table[m->table_len - 1].name, "fc.bias"), "last");
         const ss_ckpt_tensor_t *t = find(m, "layer2.0.downsample.0.weight");
@@ -88,7 +88,8 @@ static double probe_loss(ss_resnet_t *m, const float *x, int n, const float *w, 
                          ss_resnet_output(m, SS_RESNET_LOGITS, &dims[1]),
                          ss_resnet_output(m, SS_RESNET_PROJECTION, &dims[2])};
     for (int j = 0; j < 3; j++)
-        for (int i = 0; i < n * dims[j]; i++) L += (double)w[k++] * o[j][i];
+        for (int i = 0; i < n * dims[j]; i++)
+            L += (double)w[k++] * o[j][i];
     return L;
 }
 
@@ -158,7 +159,8 @@ static void gradient_check(void)
     }
     memcpy(m->buffers, buf, m->num_buffers * sizeof(float));
     printf("resnet gradient check: %d parameters (%d needed a second step size), worst "
-           "err/tol %.3f\n", checked, fallback, worst);
+           "err/tol %.3f\n",
+           checked, fallback, worst);
     CHECK(bad == 0, "%d of %d finite-difference checks failed", bad, checked);
 
     /* eval forward = batch-norm-on-running-stats; same input twice gives the same output,
@@ -169,7 +171,8 @@ static void gradient_check(void)
     float *keep = malloc(sizeof(float) * n * d);
     memcpy(keep, f, sizeof(float) * n * d);
     CHECK(ss_resnet_forward(m, x, 1, 0) == 0, "eval n=1");
-    for (int i = 0; i < d; i++) CHECK_NEAR(f[i], keep[i], 1e-5, 1e-4);
+    for (int i = 0; i < d; i++)
+        CHECK_NEAR(f[i], keep[i], 1e-5, 1e-4);
     CHECK(ss_resnet_forward(m, x, 1, 1) == -1, "training forward of one image is refused");
     CHECK(ss_resnet_forward(m, x, n + 1, 0) == -1, "batch above max refused");
     ss_error_clear();
@@ -201,9 +204,9 @@ static void checkpoints(const char *dir)
     ss_resnet_t *r = ss_resnet_new_from_checkpoint(path, 3, 0);
     CHECK(r != NULL, "%s", ss_error_last());
     if (r) {
-        CHECK(r->num_params == m->num_params && r->cfg.num_classes == 2 &&
-                  r->cfg.truncate_layer3 && r->cfg.input_size == 40 &&
-                  r->cfg.width_multiplier == 0.125 && r->cfg.mean[0] == 0.6009,
+        CHECK(r->num_params == m->num_params && r->cfg.num_classes == 2 && r->cfg.truncate_layer3 &&
+                  r->cfg.input_size == 40 && r->cfg.width_multiplier == 0.125 &&
+                  r->cfg.mean[0] == 0.6009,
               "configuration restored");
         CHECK(!memcmp(r->params, m->params, m->num_params * sizeof(float)), "params");
         CHECK(r->counters[3] == 42 && r->buffers[5] == 0.75f, "buffers and counters");
@@ -224,8 +227,30 @@ static void checkpoints(const char *dir)
         const float *a = ss_resnet_output(m, SS_RESNET_LOGITS, &d1);
         const float *b = ss_resnet_output(r, SS_RESNET_LOGITS, &d2);
         CHECK(d1 == 2 && d2 == 2, "logit width");
-        for (int i = 0; i < 4; i++) CHECK_NEAR(a[i], b[i], 1e-6, 1e-5);
+        for (int i = 0; i < 4; i++)
+            CHECK_NEAR(a[i], b[i], 1e-6, 1e-5);
         free(x);
+        ss_resnet_destroy(&r);
+    }
+    /* a checkpoint's configuration with another input size loads the same weights */
+    ss_resnet_config_t fc;
+    CHECK(ss_resnet_config_from_checkpoint(path, &fc) == 0, "%s", ss_error_last());
+    CHECK(fc.num_classes == 2 && fc.proj_hidden == 0 && fc.truncate_layer3, "config");
+    fc.input_size = 64;
+    r = ss_resnet_new(&fc, 1, 0);
+    CHECK(r && ss_resnet_load(r, path, 0) == 0, "load at 64 px: %s", ss_error_last());
+    if (r) {
+        CHECK(!memcmp(r->params, m->params, m->num_params * sizeof(float)), "params");
+        /* preprocessing: (v/255 - mean)/std, HWC bytes to CHW floats */
+        uint8_t *rgb = malloc(64 * 64 * 3);
+        float *x = malloc(sizeof(float) * 3 * 64 * 64);
+        for (int i = 0; i < 64 * 64 * 3; i++)
+            rgb[i] = (uint8_t)(i * 7);
+        ss_resnet_preprocess_u8(r, x, rgb, 1);
+        for (int c = 0; c < 3; c++)
+            CHECK_NEAR(x[c * 64 * 64 + 5], (rgb[15 + c] / 255.0 - fc.mean[c]) / fc.std[c], 1e-5,
+                       1e-5);
+        free(rgb), free(x);
         ss_resnet_destroy(&r);
     }
     /* loading into a model of another shape names the problem */

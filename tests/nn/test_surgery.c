@@ -24,7 +24,8 @@ static void run(ss_surgery_method_t m, const float *g1, const float *g2, size_t 
 static double cagrad_brute(const float *g1, const float *g2, size_t n, double c)
 {
     double best = INFINITY, bw = 0, g0n = 0;
-    for (size_t i = 0; i < n; i++) g0n += 0.25 * (g1[i] + g2[i]) * (g1[i] + g2[i]);
+    for (size_t i = 0; i < n; i++)
+        g0n += 0.25 * (g1[i] + g2[i]) * (g1[i] + g2[i]);
     g0n = sqrt(g0n);
     for (int k = 0; k <= 200000; k++) {
         double w = k / 200000.0, dot = 0, nn = 0;
@@ -108,8 +109,7 @@ int main(void)
         double lam = c * sqrt(g0n) / (sqrt(gwn) + 1e-8);
         for (int i = 0; i < 6; i++)
             CHECK_NEAR(out[i],
-                       (0.5 * (g1[i] + g2[i]) + lam * (w * g1[i] + (1 - w) * g2[i])) /
-                           (1 + c * c),
+                       (0.5 * (g1[i] + g2[i]) + lam * (w * g1[i] + (1 - w) * g2[i])) / (1 + c * c),
                        1e-6, 1e-5);
     }
     ss_surgery_method_t m;

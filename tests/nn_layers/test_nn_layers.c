@@ -214,6 +214,14 @@ static void test_conv(void)
     conv_case(1, 2, 5, 5, 3, 5, 5, 1, 1, 0, 0, 1, 1);   /* kernel = input */
     conv_case(2, 2, 4, 4, 3, 3, 3, 3, 3, 2, 2, 1, 1);   /* stride > pad, edges */
     conv_case(4, 16, 12, 12, 24, 3, 3, 1, 1, 1, 1, 0, 0);
+    /* Winograd F(2x2,3x3) path (3x3 s1 p1, >= 128 tiles): odd sizes, partial tiles, FD. */
+    conv_case(4, 5, 13, 11, 6, 3, 3, 1, 1, 1, 1, 1, 1);
+    conv_case(2, 24, 17, 16, 20, 3, 3, 1, 1, 1, 1, 0, 0);
+    conv_case(3, 64, 12, 12, 32, 3, 3, 1, 1, 1, 1, 1, 0);
+    ss_conv2d_set_winograd(0); /* the same shapes through im2col */
+    conv_case(4, 5, 13, 11, 6, 3, 3, 1, 1, 1, 1, 1, 1);
+    conv_case(3, 64, 12, 12, 32, 3, 3, 1, 1, 1, 1, 1, 0);
+    ss_conv2d_set_winograd(1);
     /* Force chunking of the batch (several sgemms per layer). */
     ss_conv2d_set_work_cap(3000);
     conv_case(5, 3, 9, 7, 4, 3, 3, 1, 1, 1, 1, 1, 1);

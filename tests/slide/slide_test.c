@@ -349,6 +349,64 @@ static int case_broken(void)
         ss_error_clear();
         ss_slide_destroy(&s);
     }
+
+    /* A real slide with a corrupt stretch of tile data: the bad tiles fail naming their region,
+     * every other tile still reads (the handle is reopened after each failure). A truncated copy
+     * (TIFF directory lost) fails to open with a clear message. */
+    make_tmp();
+    const char *cmu = data("wsi-aperio-cmu1-small-region/cmu-1-small-region.svs");
+    char badf[600], cut[600];
+    snprintf(badf, sizeof badf, "%s/corrupt stretch.svs", tmp_dir);
+    snprintf(cut, sizeof cut, "%s/truncated.svs", tmp_dir);
+    FILE *in = fopen(cmu, "rb"), *ob = fopen(badf, "wb"), *oc = fopen(cut, "wb");
+    CHECK(in && ob && oc, "copy fixtures");
+    if (in && ob && oc) {
+        long pos = 0;
+        int ch;
+        while ((ch = fgetc(in)) != EOF) {
+            fputc(pos >= 700000 && pos < 900000 ? 0x5a : ch, ob);
+            if (pos < 1200000) fputc(ch, oc);
+            pos++;
+        }
+    }
+    if (in) fclose(in);
+    if (ob) fclose(ob);
+    if (oc) fclose(oc);
+    s = ss_slide_open(cut, 0, NULL);
+    CHECK(!s && strstr(ss_error_last(), cut) && strstr(ss_error_last(), "truncated"),
+          "truncated slide: %s", ss_error_last());
+    printf("truncated: %s\n", ss_error_last());
+    ss_error_clear();
+    ss_slide_destroy(&s);
+    s = ss_slide_open(badf, 0, NULL);
+    CHECK(s, "corrupt-stretch slide opens: %s", ss_error_buffer());
+    if (s) {
+        ss_tiling_opts_t o;
+        ss_tiling_opts_default(&o);
+        o.use_mask = 0;
+        ss_tiler_t *t = ss_tiler_new(s, &o);
+        int ok = 0, nbad = 0;
+        ss_tile_t tile;
+        uint8_t *buf = malloc((size_t)o.tile_px * o.tile_px * 3);
+        while (t && ss_tiler_next(t, &tile) == 1) {
+            if (ss_tiler_read(t, &tile, buf) == 0) {
+                ok++;
+                continue;
+            }
+            nbad++;
+            CHECK(strstr(ss_error_last(), badf) && strstr(ss_error_last(), " x=") &&
+                      strstr(ss_error_last(), "level=0"),
+                  "tile error names slide and region: %s", ss_error_last());
+            ss_error_clear();
+        }
+        printf("corrupt stretch: %d tiles read, %d failed, dead=%d\n", ok, nbad,
+               ss_slide_is_dead(s));
+        CHECK(nbad > 0 && ok > nbad && !ss_slide_is_dead(s), "ok=%d bad=%d", ok, nbad);
+        free(buf);
+        ss_tiler_destroy(&t);
+        ss_slide_destroy(&s);
+    }
+    rm_tmp();
     return failures ? 1 : 0;
 }
 

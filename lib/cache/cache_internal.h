@@ -1,0 +1,48 @@
+/* slidestream cache — HDF5 helpers shared by the writer, the reader and the embed file.
+ * Every public cache function silences HDF5's own stderr traces for its duration and turns
+ * failures into ss_error lines (or a caller's reason buffer) that name the file. */
+#ifndef SS_CACHE_INTERNAL_H
+#define SS_CACHE_INTERNAL_H
+
+#include <hdf5.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    H5E_auto2_t func;
+    void *data;
+} h5quiet_t;
+
+h5quiet_t h5q_begin(void);
+void h5q_end(h5quiet_t q);
+
+/* The innermost message of HDF5's current error stack ("" when empty), then clear it. */
+void h5_detail(char *out, size_t size);
+
+/* Remember the current stack's message before cleanup calls clear it. */
+void h5_save_detail(void);
+
+/* ss_error("cache", "<path>: <what> (<hdf5 detail>)"); returns -1. */
+int h5_fail(const char *path, const char *what);
+
+/* Attributes on any object. Strings are variable-length UTF-8 scalars (h5py: str). */
+int h5_attr_str(hid_t obj, const char *name, const char *value);
+int h5_attr_i64(hid_t obj, const char *name, int64_t value);
+int h5_attr_f64(hid_t obj, const char *name, double value);
+
+/* Read back: 0 ok, 1 absent or not convertible, -1 error. Strings: fixed or variable length,
+ * malloc'd into *out. */
+int h5_get_str(hid_t obj, const char *name, char **out);
+int h5_get_i64(hid_t obj, const char *name, int64_t *out);
+int h5_get_f64(hid_t obj, const char *name, double *out);
+
+/* mkdir -p. */
+int cache_mkdirs(const char *dir);
+
+/* fsync a file by path, and a directory (after a rename). */
+int cache_fsync_path(const char *path, int is_dir);
+
+/* malloc'd printf. */
+char *cache_strf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif
