@@ -189,7 +189,6 @@ int main(int argc, char **argv)
     printf("ss_sgemm    peak (2048^3, our pool,      best of 3): %.1f GFLOP/s\n", peak_ss);
 
     char *save = NULL;
-    printf("\nsummary (all ResNet-18 convs, weighted by count):\n");
     double results[8][3];
     int nres = 0;
     for (char *tok = strtok_r(sizes, ",", &save); tok && nres < 8;
@@ -203,7 +202,8 @@ int main(int argc, char **argv)
         bench_size(s, batch, peak, &results[nres][1], &results[nres][2]);
         nres++;
     }
-    printf("\n%-6s %14s %8s %14s %8s   (sgemm peak %.1f GFLOP/s, core %s, %d threads)\n", "size",
+    printf("\nsummary, all ResNet-18 convs weighted by count (backward = dW + din, stem: dW only):\n");
+    printf("%-6s %14s %8s %14s %8s   (sgemm peak %.1f GFLOP/s, core %s, %d threads)\n", "size",
            "fwd GFLOP/s", "%peak", "bwd GFLOP/s", "%peak", peak, openblas_get_corename(),
            ss_nn_threads());
     for (int i = 0; i < nres; i++)

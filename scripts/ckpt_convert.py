@@ -20,6 +20,7 @@ input_size, mean and std (RGB in [0, 1]) and, for encoders cut after layer3, tru
 Run with Debian's /usr/bin/python3 (torch, h5py).
 """
 import argparse
+import math
 import os
 import re
 import sys
@@ -96,7 +97,28 @@ def describe(sd):
         arch = "resnet34"
     else:
         raise ConvertError(f"blocks per layer {counts} match neither resnet18 nor resnet34")
-    width = sd["conv1.weight"].shape[0] / 64.0
+    # The C side builds lround(64 * m * 2^i) channels (at least 1) for the stem (i = 0) and
+    # layer i+1. Each observed width confines m to an interval; take the shortest decimal in
+    # their intersection, nearest its middle (a .pth does not carry the multiplier itself).
+    layers = [i for i in range(4) if counts[i]]
+    widths = [(0, sd["conv1.weight"].shape[0])] + \
+        [(i, sd[f"layer{i + 1}.0.conv1.weight"].shape[0]) for i in layers]
+    lo, hi = 0.0, math.inf
+    for i, c in widths:
+        scale = 64.0 * 2 ** i
+        lo = max(lo, (c - 0.5) / scale if c > 1 else 0.0)
+        hi = min(hi, (c + 0.5) / scale)
+    if not lo < hi:
+        raise ConvertError(f"channel widths {[c for _, c in widths]} follow no single width "
+                           "multiplier")
+    mid = width = (lo + hi) / 2
+    for digits in range(0, 8):
+        step = 10.0 ** -digits
+        first, last = math.ceil(lo / step), math.ceil(hi / step) - 1
+        cands = [round(k * step, digits) for k in range(first, last + 1) if k > 0]
+        if cands:
+            width = min(cands, key=lambda v: abs(v - mid))
+            break
     truncate = "layer3" if counts[3] == 0 else None
     return arch, width, truncate
 

@@ -25,6 +25,10 @@ typedef struct {
     /* gallery crops, gathered over all inputs: [n][crop][crop][3] */
     uint8_t *crops;
     size_t ncrops;
+    /* Outputs, written tile by tile so memory does not grow with the slide. */
+    FILE *csv, *geo;
+    int geo_first;
+    int write_failed;
 } detect_opts_t;
 
 /* "a/b/name.png" + stem "slide" → "a/b/name-slide.png" when several inputs share one picture. */
@@ -41,22 +45,35 @@ static void per_input_path(const char *path, const char *input, char *out, size_
     snprintf(out, cap, "%.*s-%s%s", (int)(ext - path), path, stem, ext);
 }
 
-static int write_overlay(ss_slide_t *s, const ss_cell_list_t *cells, const char *path)
+static int write_rows(FILE *f, const char *input, const ss_cell_t *cells, size_t n, size_t id0,
+                      int details)
 {
-    ss_thumb_t *th = ss_slide_thumbnail(s, 2048);
-    if (!th) return -1;
-    /* The overlay draws at thumbnail scale: level-0 → thumbnail is 1/scale_x. */
-    ss_cells_draw_overlay(th->rgb, th->width, th->height, cells->cells, cells->n,
-                          1.0 / th->scale_x);
-    int rc = ss_image_save_rgb(path, th->rgb, th->width, th->height);
-    ss_thumb_destroy(&th);
-    return rc;
+    for (size_t i = 0; i < n; i++) {
+        const ss_cell_t *c = &cells[i];
+        /* Quote the source only when it needs it (RFC 4180). */
+        if (strpbrk(input, ",\"\n")) {
+            fputc('"', f);
+            for (const char *q = input; *q; q++) {
+                if (*q == '"') fputc('"', f);
+                fputc(*q, f);
+            }
+            fputc('"', f);
+        } else
+            fputs(input, f);
+        fprintf(f, ",%zu,%ld,%ld,%d,%d,%d,%d,%.0f", id0 + i, lround(c->x), lround(c->y), c->bbox_x,
+                c->bbox_y, c->bbox_w, c->bbox_h, c->area);
+        if (details)
+            fprintf(f, ",%s,%d,%.0f", c->kind == SS_CELL_RED ? "red" : "nucleated",
+                    c->touches_border, c->nucleus_area);
+        fputc('\n', f);
+    }
+    return ferror(f) ? -1 : 0;
 }
 
-/* Detects the cells of one input. Cells go to *cells (level 0). Returns 0, or -1 after
- * reporting when the input (or any of its tiles) failed. */
-static int detect_input(const char *input, detect_opts_t *o, ss_cell_list_t *cells,
-                        double *mpp_out, int64_t *wh)
+/* Detects the cells of one input and writes them (level 0) tile by tile; *ncells counts them.
+ * Returns 0, or -1 after reporting when the input (or any of its tiles) failed. */
+static int detect_input(const char *input, detect_opts_t *o, size_t *ncells, double *mpp_out,
+                        int64_t *wh)
 {
     ss_slide_t *s = ss_slide_open(input, o->mpp_flag, "flag");
     if (!s) return -1;
@@ -74,15 +91,15 @@ static int detect_input(const char *input, detect_opts_t *o, ss_cell_list_t *cel
         ss_slide_destroy(&s);
         return -1;
     }
-    ss_thumb_destroy(&th);
+    /* The thumbnail stays for the overlay, drawn on as tiles are done. */
     ss_tiling_opts_t to;
     ss_tiling_opts_default(&to);
     to.target_mpp = work;
     to.tile_px = o->tile_px;
     /* A small image needs no more than one tile of its own size (plus the overlap): detection
      * costs grow with the tile area, padding included. */
-    double span = (double)(info->width > info->height ? info->width : info->height) *
-                  info->mpp_x / work;
+    double span =
+        (double)(info->width > info->height ? info->width : info->height) * info->mpp_x / work;
     int overlap_px = (int)ceil(to.overlap_um / work);
     if (span + 2 * overlap_px + 2 < to.tile_px) to.tile_px = (int)ceil(span) + 2 * overlap_px + 2;
     to.use_mask = o->use_mask;
@@ -91,6 +108,7 @@ static int detect_input(const char *input, detect_opts_t *o, ss_cell_list_t *cel
     if (!rgb) {
         if (t) ss_error("detect", "out of memory for %d px tiles", to.tile_px);
         ss_tiler_destroy(&t);
+        ss_thumb_destroy(&th);
         ss_slide_destroy(&s);
         return -1;
     }
@@ -99,17 +117,18 @@ static int detect_input(const char *input, detect_opts_t *o, ss_cell_list_t *cel
     ss_progress_t *pr = ss_progress_new("tiles", (uint64_t)ts.kept);
     int failed = 0;
     ss_tile_t tile;
+    ss_cell_list_t list = {0}, *cells = &list;
     while (ss_tiler_next(t, &tile) == 1) {
         ss_progress_add(pr, 1);
-        size_t before = cells->n;
+        cells->n = 0;
         if (ss_tiler_read(t, &tile, rgb)) {
             ss_warn("detect: %s: %s", input, ss_error_last());
             ss_error_clear();
             failed = 1;
             continue;
         }
-        ss_cells_tile_t ct = {(double)tile.x0, (double)tile.y0, tile.scale_x,
-                              tile.core_x, tile.core_y, tile.core_w, tile.core_h};
+        ss_cells_tile_t ct = {(double)tile.x0, (double)tile.y0, tile.scale_x, tile.core_x,
+                              tile.core_y,     tile.core_w,     tile.core_h};
         if (ss_cells_detect_tile(rgb, tile.size, tile.size, work, &ct, &p, cells)) {
             ss_warn("detect: %s: tile (%lld,%lld): %s", input, (long long)tile.x0,
                     (long long)tile.y0, ss_error_last());
@@ -117,7 +136,7 @@ static int detect_input(const char *input, detect_opts_t *o, ss_cell_list_t *cel
             failed = 1;
             continue;
         }
-        for (size_t i = before; i < cells->n; i++) {
+        for (size_t i = 0; i < cells->n; i++) {
             ss_cell_t *c = &cells->cells[i];
             /* "Cut by the slide's edge" is a property of the slide, not of the tile. */
             /* The edge pixel of a resampled tile mixes slide and outside: allow one of them. */
@@ -133,48 +152,36 @@ static int detect_input(const char *input, detect_opts_t *o, ss_cell_list_t *cel
                 o->ncrops++;
             }
         }
+        if (o->overlay)
+            ss_cells_draw_overlay(th->rgb, th->width, th->height, cells->cells, cells->n,
+                                  1.0 / th->scale_x);
+        if (write_rows(o->csv, input, cells->cells, cells->n, *ncells, o->details) ||
+            (o->geo && ss_geojson_add_cells(o->geo, cells->cells, cells->n, info->mpp_x, input,
+                                            &o->geo_first))) {
+            o->write_failed = 1;
+            break;
+        }
+        *ncells += cells->n;
     }
+    ss_cell_list_free(&list);
     ss_progress_destroy(&pr);
     free(rgb);
     ss_tiler_destroy(&t);
-    if (o->overlay) {
+    if (o->overlay && !o->write_failed) {
         char path[4096];
         if (o->ninputs > 1)
             per_input_path(o->overlay, input, path, sizeof path);
         else
             snprintf(path, sizeof path, "%s", o->overlay);
-        if (write_overlay(s, cells, path)) {
+        if (ss_image_save_rgb(path, th->rgb, th->width, th->height)) {
             ss_warn("detect: %s: overlay: %s", input, ss_error_last());
             ss_error_clear();
             failed = 1;
         }
     }
+    ss_thumb_destroy(&th);
     ss_slide_destroy(&s);
     return failed ? -1 : 0;
-}
-
-static int write_rows(FILE *f, const char *input, const ss_cell_list_t *cells, int details)
-{
-    for (size_t i = 0; i < cells->n; i++) {
-        const ss_cell_t *c = &cells->cells[i];
-        /* Quote the source only when it needs it (RFC 4180). */
-        if (strpbrk(input, ",\"\n")) {
-            fputc('"', f);
-            for (const char *q = input; *q; q++) {
-                if (*q == '"') fputc('"', f);
-                fputc(*q, f);
-            }
-            fputc('"', f);
-        } else
-            fputs(input, f);
-        fprintf(f, ",%zu,%ld,%ld,%d,%d,%d,%d,%.0f", i, lround(c->x), lround(c->y), c->bbox_x,
-                c->bbox_y, c->bbox_w, c->bbox_h, c->area);
-        if (details)
-            fprintf(f, ",%s,%d,%.0f", c->kind == SS_CELL_RED ? "red" : "nucleated",
-                    c->touches_border, c->nucleus_area);
-        fputc('\n', f);
-    }
-    return ferror(f) ? -1 : 0;
 }
 
 int ss_main_detect(int argc, char **argv)
@@ -279,14 +286,24 @@ int ss_main_detect(int argc, char **argv)
     }
     fprintf(f, "source,cell_id,x,y,bbox_x,bbox_y,bbox_w,bbox_h,area%s\n",
             o.details ? ",kind,touches_border,nucleus_area" : "");
-    int failures = 0, first = 1;
+    int failures = 0;
     size_t total = 0;
     double t0 = ss_now();
+    o.csv = f;
+    o.geo = g;
+    o.geo_first = 1;
     for (int i = 0; i < npos; i++) {
-        ss_cell_list_t cells = {0};
+        size_t ncells = 0;
         double mpp = 0;
         int64_t wh[2] = {0, 0};
-        int bad = detect_input(pos[i], &o, &cells, &mpp, wh);
+        /* A partly failed input still keeps the cells of the tiles that worked. */
+        int bad = detect_input(pos[i], &o, &ncells, &mpp, wh);
+        if (o.write_failed) {
+            ss_error_system("detect", "writing %s", out);
+            ss_error_report(NULL);
+            failures++;
+            break;
+        }
         if (bad) {
             const char *why = ss_error_buffer();
             fprintf(stderr, "slidestream: detect: %s failed: %s", pos[i],
@@ -294,18 +311,9 @@ int ss_main_detect(int argc, char **argv)
             ss_error_clear();
             failures++;
         }
-        /* A partly failed input still writes the cells of the tiles that worked. */
-        if (write_rows(f, pos[i], &cells, o.details) ||
-            (g && ss_geojson_add_cells(g, cells.cells, cells.n, mpp, pos[i], &first))) {
-            ss_error_system("detect", "writing %s", out);
-            ss_cell_list_free(&cells);
-            failures++;
-            break;
-        }
-        ss_info("detect: %s: %zu cells (%lldx%lld px, %.4f um/px)", pos[i], cells.n,
+        ss_info("detect: %s: %zu cells (%lldx%lld px, %.4f um/px)", pos[i], ncells,
                 (long long)wh[0], (long long)wh[1], mpp);
-        total += cells.n;
-        ss_cell_list_free(&cells);
+        total += ncells;
     }
     int werr = fclose(f) != 0;
     if (g) werr |= ss_geojson_end(g) != 0, werr |= fclose(g) != 0;
@@ -314,13 +322,12 @@ int ss_main_detect(int argc, char **argv)
         ss_error_report(NULL);
         failures++;
     }
-    if (gallery && o.ncrops > 0 &&
-        ss_cells_gallery_save(gallery, o.crops, o.ncrops, o.crop, 16)) {
+    if (gallery && o.ncrops > 0 && ss_cells_gallery_save(gallery, o.crops, o.ncrops, o.crop, 16)) {
         ss_error_report(NULL);
         failures++;
     }
-    ss_info("detect: %zu cells from %d inputs in %.1f s, %d failed", total, npos,
-            ss_now() - t0, failures);
+    ss_info("detect: %zu cells from %d inputs in %.1f s, %d failed", total, npos, ss_now() - t0,
+            failures);
     free(o.crops);
     free(pos);
     return failures ? 1 : 0;

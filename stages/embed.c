@@ -16,6 +16,7 @@
 #include "slidestream/args.h"
 #include "slidestream/cache.h"
 #include "slidestream/cells.h"
+#include "slidestream/encoder_id.h"
 #include "slidestream/log.h"
 #include "slidestream/nn_resnet.h"
 
@@ -197,7 +198,7 @@ int ss_main_embed(int argc, char **argv)
     }
     free(pos);
     pos = NULL;
-    qsort(files.v, files.n, sizeof *files.v, cmp_str);
+    if (files.n > 1) qsort(files.v, files.n, sizeof *files.v, cmp_str);
     size_t u = 0; /* the same file named twice is embedded once */
     for (size_t i = 0; i < files.n; i++) {
         if (u && !strcmp(files.v[u - 1], files.v[i])) {
@@ -213,8 +214,9 @@ int ss_main_embed(int argc, char **argv)
         return 1;
     }
 
-    char hash[65];
-    if (ss_file_digest(ckpt, hash)) goto fatal;
+    /* The same identity the cache files carry (architecture, SHA-256, preprocessing). */
+    ss_encoder_id_t id;
+    if (ss_encoder_id(ckpt, feature, &id)) goto fatal;
     embedder_t e = {0};
     e.which = which;
     e.batch = batch;
@@ -227,9 +229,6 @@ int ss_main_embed(int argc, char **argv)
         ss_resnet_destroy(&e.m);
         goto fatal;
     }
-    char arch[32], pre[256];
-    snprintf(arch, sizeof arch, "resnet%d", e.m->cfg.depth);
-    ss_cache_preprocessing(e.S, e.m->cfg.mean, e.m->cfg.std, pre, sizeof pre);
     size_t per = (size_t)3 * e.S * e.S;
     e.x = malloc((size_t)batch * per * sizeof(float));
     e.pending = malloc((size_t)batch * sizeof *e.pending);
@@ -237,7 +236,7 @@ int ss_main_embed(int argc, char **argv)
         ss_error("embed", "out of memory");
         goto fail_model;
     }
-    ss_info("embed: %zu images, %s %s feature (D = %d), input %d px", files.n, arch, feature,
+    ss_info("embed: %zu images, %s %s feature (D = %d), input %d px", files.n, id.encoder, feature,
             e.dim, e.S);
     ss_progress_t *prog = quiet ? NULL : ss_progress_new("images", files.n);
     for (size_t i = 0; i < files.n; i++) {
@@ -269,7 +268,8 @@ int ss_main_embed(int argc, char **argv)
         goto fail_model;
     }
     ss_progress_destroy(&prog);
-    if (ss_embed_file_write(out, (int)e.nfeat, e.dim, e.feat, e.names, arch, hash, feature, pre))
+    if (ss_embed_file_write(out, (int)e.nfeat, e.dim, e.feat, e.names, id.encoder, id.hash,
+                            feature, id.preprocessing))
         goto fail_model;
     ss_info("embed: wrote %zu x %d features to %s%s", e.nfeat, e.dim, out,
             failed ? " (some inputs failed)" : "");

@@ -331,7 +331,12 @@ int ss_main_run(int argc, char **argv)
     char *words[SS_PIPE_MAX_ARGS + 10];
     for (int s = 0; s < pl->nstages && failed < 0; s++) {
         ss_pipe_stage_t *stg = &pl->stages[s];
-        for (int r = 0; r < stg->replicas && np < MAX_PROCS; r++) {
+        int reps = ss_pipeline_replicas(pl, stg);
+        if (reps < 0) {
+            failed = np;
+            break;
+        }
+        for (int r = 0; r < reps && np < MAX_PROCS; r++) {
             int n = ss_pipeline_words(pl, stg->cmd, words + 1, SS_PIPE_MAX_ARGS);
             if (n <= 0) {
                 if (n == 0) ss_error("run", "%s:%d: empty command", pl->path, stg->line);
@@ -340,7 +345,7 @@ int ss_main_run(int argc, char **argv)
             }
             proc_t *p = &procs[np];
             memset(p, 0, sizeof *p);
-            if (stg->replicas > 1) snprintf(p->name, sizeof p->name, "%s.%d", stg->name, r);
+            if (reps > 1 || stg->replicas == 0) snprintf(p->name, sizeof p->name, "%s.%d", stg->name, r);
             else snprintf(p->name, sizeof p->name, "%s", stg->name);
             p->sink = stg->sink;
             snprintf(p->log, sizeof p->log, "%s/%s.log", logdir, p->name);

@@ -82,17 +82,24 @@ static int parse_line(ss_pipeline_t *p, char *line, int lineno)
             if (!strcmp(p->stages[i].name, w2))
                 return ss_error("pipeline", "%s:%d: stage '%s' defined twice", p->path, lineno, w2);
         int reps = 1;
-        if (nw == 3) {
+        char var[64] = "";
+        size_t l3 = strlen(w3);
+        if (nw == 3 && !strncmp(w3, "x${", 3) && w3[l3 - 1] == '}' && l3 > 4) {
+            snprintf(var, sizeof var, "%.*s", (int)(l3 - 4), w3 + 3);
+            reps = 0;
+        } else if (nw == 3) {
             char *end;
             long r = w3[0] == 'x' ? strtol(w3 + 1, &end, 10) : 0;
             if (w3[0] != 'x' || *end || r < 1 || r > 64)
-                return ss_error("pipeline", "%s:%d: replicas '%s': want x1..x64", p->path, lineno, w3);
+                return ss_error("pipeline", "%s:%d: replicas '%s': want x1..x64 or x${var}",
+                                p->path, lineno, w3);
             reps = (int)r;
         }
         if (!*rhs) return ss_error("pipeline", "%s:%d: stage '%s' has no command", p->path, lineno, w2);
         ss_pipe_stage_t *s = &p->stages[p->nstages++];
         snprintf(s->name, sizeof s->name, "%s", w2);
         s->replicas = reps;
+        snprintf(s->replicas_var, sizeof s->replicas_var, "%s", var);
         s->sink = !strcmp(w1, "sink");
         s->line = lineno;
         if (!(s->cmd = strdup(rhs))) return ss_error("pipeline", "out of memory");
@@ -245,4 +252,18 @@ void ss_pipeline_free_words(char **argv, int n)
         free(argv[i]);
         argv[i] = NULL;
     }
+}
+
+int ss_pipeline_replicas(const ss_pipeline_t *p, const ss_pipe_stage_t *s)
+{
+    if (s->replicas > 0) return s->replicas;
+    const char *v = ss_pipeline_var(p, s->replicas_var);
+    if (!v) return ss_error("pipeline", "%s:%d: undefined variable ${%s} for the replicas of '%s'",
+                            p->path, s->line, s->replicas_var, s->name);
+    char *end;
+    long r = strtol(v, &end, 10);
+    if (*end || r < 1 || r > 64)
+        return ss_error("pipeline", "%s: %s=%s: the replicas of '%s' must be 1..64", p->path,
+                        s->replicas_var, v, s->name);
+    return (int)r;
 }

@@ -4,13 +4,15 @@
  *   features  float32 (N, D)   attrs: encoder, encoder_hash, feature, preprocessing, name
  *   coords    int64   (N, 2)   level-0 top-left (x, y) of each crop; attrs: patch_size,
  *                              patch_size_level0, level0_magnification, target_magnification,
- *                              target_mpp, slide_mpp, name
+ *                              target_mpp, slide_mpp, name (magnification = 10 / mpp,
+ *                              written only when that mpp is known, i.e. > 0)
  *   centres   int64   (N, 2)   level-0 cell centres (x, y)
  *   cell_ids  uint64  (N)
  *   bboxes    int32   (N, 4)   optional: level-0 x0, y0, x1, y1 of the cell
  *   areas     uint32  (N)      optional: cell area in level-0 pixels
  *   root attrs: format="slidestream-cache", version=1, slide_id, label, split, complete=1
- * Datasets are chunked by many rows and deflate-compressed. Strings are variable-length UTF-8
+ * Datasets are chunked by many rows (<= ~1 MiB a chunk) with shuffle + deflate (when HDF5 has
+ * zlib; otherwise uncompressed, with a warning). Strings are variable-length UTF-8
  * (h5py reads them back as str). A writer works on <slide_id>.h5.tmp and renames it only after
  * every row and attribute is on disk (`complete` written last), so a crash never leaves a file
  * that looks finished.
@@ -18,8 +20,8 @@
  * Ownership: writers/readers own their HDF5 handles and buffers; `*_destroy`-style calls take
  * the caller's pointer and set it to NULL. Strings returned by reader accessors live as long
  * as the reader. All functions report failures through ss_error (domain "cache") and name the
- * file. Not thread-safe: Debian's serial libhdf5 is built without thread safety, so use one
- * cache object per process, or serialise calls yourself.
+ * file. Not thread-safe: Debian's serial libhdf5 is built without thread safety, so call the
+ * cache (and any other HDF5 code) from one thread at a time; many open writers are fine.
  */
 #ifndef SLIDESTREAM_CACHE_H
 #define SLIDESTREAM_CACHE_H
@@ -127,15 +129,10 @@ void ss_sha256(const void *data, size_t len, uint8_t out[32]);
  * HDF5 failures into ss_error lines themselves. */
 void ss_cache_hdf5_quiet(void);
 
-/* The preprocessing string stored in cache files and compared on resume:
- * "input=S;mean=m0,m1,m2;std=s0,s1,s2" (%.9g numbers). Returns 0, -1 if it does not fit. */
-int ss_cache_preprocessing(int input_size, const double mean[3], const double std[3], char *buf,
-                           size_t size);
-
 /* The encoder's input from packed RGB: the S x S window at (x0, y0) of an image `width` pixels
- * wide becomes out (3, S, S) float, out[c] = (v / 255 - mean[c]) / std[c] in float32 (the
- * arithmetic of torchvision's ToTensor + Normalize). Shared by `embed` and the encoder stage
- * so that both produce bit-identical inputs. The window must lie inside the image. */
+ * wide becomes out (3, S, S) float, out[c] = v * (float)(1 / (255 std[c])) + (float)(-mean[c] /
+ * std[c]), the encoder stage's arithmetic (torchvision's (v / 255 - mean) / std within ~1 ulp),
+ * so `embed` and live encoding feed the network the same bits. The window must lie inside. */
 void ss_cache_normalise(const uint8_t *rgb, int width, int x0, int y0, int S,
                         const double mean[3], const double std[3], float *out);
 

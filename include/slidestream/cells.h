@@ -43,11 +43,16 @@ typedef struct {
     double split_depth_um;    /* touching objects split when each bulges this much (h-maxima) */
     double fragment_max_um2;  /* nucleus pieces smaller than this join a larger neighbour ... */
     double fragment_reach_um; /* ... whose centre lies within this distance */
+    /* Cell extent (bbox, area) of a nucleated cell: its nucleus grown into stained, not
+     * red-cell coloured pixels up to cytoplasm_um away (0 = nucleus only). */
+    double cytoplasm_um;
+    double cytoplasm_min_od;  /* summed R+G+B optical density of cytoplasm at least */
+    double cytoplasm_max_red; /* OD_G + OD_B - 2 OD_R below this (red cells are above) */
     /* SS_CELLS_ALL: a cell is any stained object against the pale background. */
-    double cell_threshold;  /* on green optical density; 0 = automatic (Otsu, clamped) */
-    double cell_min_um2;    /* below: platelets, debris */
-    double cell_max_um2;    /* above: unsplit clumps are still reported (capped at this) */
-    double hole_max_um2;    /* red-cell central pallor filled up to this size */
+    double cell_threshold; /* on green optical density; 0 = automatic (Otsu, clamped) */
+    double cell_min_um2;   /* below: platelets, debris */
+    double cell_max_um2;   /* above: unsplit clumps are still reported (capped at this) */
+    double hole_max_um2;   /* red-cell central pallor filled up to this size */
     /* Glass colour (RGB). All zero: estimated per image from its brightest pixels. Set it (with
      * ss_cells_calibrate on a thumbnail) when detecting tile by tile, so every tile sees the
      * same reference and tiles padded beyond the slide do not skew it. */
@@ -61,13 +66,13 @@ void ss_cells_params_default(ss_cells_params_t *p, ss_cells_mode_t mode);
 int ss_cells_calibrate(const uint8_t *rgb, int w, int h, ss_cells_params_t *p);
 
 typedef struct {
-    double x, y;                    /* centre */
+    double x, y; /* centre */
     int bbox_x, bbox_y, bbox_w, bbox_h;
-    double area;                    /* px²: the cell's area (nucleus + cytoplasm estimate) */
-    double nucleus_area;            /* px² of nucleus stain (0 for red cells) */
-    double stain;                   /* mean nucleus-stain value over those pixels */
+    double area;         /* px²: the cell's area (nucleus + cytoplasm estimate) */
+    double nucleus_area; /* px² of nucleus stain (0 for red cells) */
+    double stain;        /* mean nucleus-stain value over those pixels */
     ss_cell_kind_t kind;
-    int touches_border;             /* the object reaches the image edge (may be cut) */
+    int touches_border; /* the object reaches the image edge (may be cut) */
 } ss_cell_t;
 
 typedef struct {
@@ -94,9 +99,8 @@ typedef struct {
 /* As ss_cells_detect on one tile, appending only cells whose centre lies in the core
  * (half-open [core_x, core_x + core_w)), with every coordinate and area in level-0 pixels.
  * Cores that partition the slide therefore never duplicate a cell. */
-int ss_cells_detect_tile(const uint8_t *rgb, int w, int h, double mpp,
-                         const ss_cells_tile_t *tile, const ss_cells_params_t *p,
-                         ss_cell_list_t *out);
+int ss_cells_detect_tile(const uint8_t *rgb, int w, int h, double mpp, const ss_cells_tile_t *tile,
+                         const ss_cells_params_t *p, ss_cell_list_t *out);
 
 /* Maps a level-0 point into tile pixels (inverse of the tile's placement). */
 void ss_cells_tile_to_pixels(const ss_cells_tile_t *t, double lx, double ly, double *px,
@@ -104,8 +108,7 @@ void ss_cells_tile_to_pixels(const ss_cells_tile_t *t, double lx, double ly, dou
 
 /* One size×size RGB crop centred on (cx, cy); pixels outside the image repeat the edge.
  * out holds size*size*3 bytes. */
-void ss_cells_crop(const uint8_t *rgb, int w, int h, double cx, double cy, int size,
-                   uint8_t *out);
+void ss_cells_crop(const uint8_t *rgb, int w, int h, double cx, double cy, int size, uint8_t *out);
 
 /* Drawing into an RGB buffer (clipped to it). */
 void ss_draw_circle(uint8_t *rgb, int w, int h, double cx, double cy, double r, int thickness,
@@ -127,8 +130,8 @@ int ss_cells_gallery_save(const char *path, const uint8_t *crops, size_t n, int 
  * "Nucleated"/"Red cell", measurements area_um2 (mpp > 0) and area_px. `source` (may be NULL)
  * goes in each feature's properties. The writer streams: begin, add per image, end. */
 int ss_geojson_begin(FILE *f);
-int ss_geojson_add_cells(FILE *f, const ss_cell_t *cells, size_t n, double mpp,
-                         const char *source, int *first);
+int ss_geojson_add_cells(FILE *f, const ss_cell_t *cells, size_t n, double mpp, const char *source,
+                         int *first);
 int ss_geojson_end(FILE *f);
 
 /* Image I/O through libvips (initialised on first use). Loaders sniff the content, so a PNG
@@ -143,9 +146,9 @@ typedef struct ss_cell_folder ss_cell_folder_t;
 typedef struct {
     const char *class_code; /* the folder name */
     const char *path;
-    uint8_t *rgb;           /* (h, w, 3); owned by the stream, valid until the next call */
+    uint8_t *rgb; /* (h, w, 3); owned by the stream, valid until the next call */
     int w, h;
-    size_t index;           /* position in the sorted listing */
+    size_t index; /* position in the sorted listing */
 } ss_cell_item_t;
 
 int ss_cell_folder_open(const char *root, ss_cell_folder_t **out);

@@ -142,7 +142,7 @@ size_t ss_conv2d_backward_workspace(const ss_conv2d_t *c);
  * the default). Global; set it before asking for workspace sizes, never while convolutions run. */
 void ss_conv2d_set_work_cap(size_t floats);
 
-/* 3×3 stride-1 pad-1 convs with enough output tiles run the forward pass and the input gradient
+/* 3×3 stride-1 pad-1 convs with enough output tiles run the forward pass and both gradients
  * through Winograd F(2×2,3×3) (2.25× fewer multiplications; agrees with the direct convolution
  * to float rounding). On by default; off forces im2col everywhere (testing, comparisons).
  * Global; set it before asking for workspace sizes, never while convolutions run. */

@@ -5,7 +5,8 @@
  *   set slide = ${rundir}/demo.tiff      variables; `slidestream run F key=value` overrides
  *   pre = synth slide --out ${slide}     one-shot commands run first, in order
  *   stage tiler = tiler --out @ipc://${rundir}/tiles ...
- *   stage cropper x2 = cell-cropper ...  two replicas (named cropper.0, cropper.1)
+ *   stage cropper x2 = cell-cropper ...  two replicas (named cropper.0, cropper.1);
+ *                                        x${n} takes the count from a variable
  *   sink count = count --in ipc://${rundir}/tiles ...
  *
  * A run succeeds when every sink exits 0. ${rundir} is the run directory; ${name} the
@@ -21,7 +22,8 @@
 
 typedef struct {
     char name[64];
-    int replicas;
+    int replicas;          /* 0 when given by a variable: see ss_pipeline_replicas */
+    char replicas_var[64]; /* the variable's name */
     int sink;
     char *cmd; /* unexpanded command line */
     int line;
@@ -55,5 +57,8 @@ const char *ss_pipeline_var(const ss_pipeline_t *p, const char *key);
  * undefined variable or unbalanced quote. */
 int ss_pipeline_words(const ss_pipeline_t *p, const char *text, char **argv, int max);
 void ss_pipeline_free_words(char **argv, int n);
+
+/* The replica count of a stage (expanding x${var}); -1 with an error when it is not 1..64. */
+int ss_pipeline_replicas(const ss_pipeline_t *p, const ss_pipe_stage_t *s);
 
 #endif

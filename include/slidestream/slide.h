@@ -174,9 +174,10 @@ void ss_tiling_opts_default(ss_tiling_opts_t *o);
  * [x0 + i*scale_x, x0 + (i+1)*scale_x) x [y0 + j*scale_y, ...).
  * The CORE is the part this tile is responsible for: the cores of all grid tiles partition the
  * slide's level-0 area exactly (no overlap, no gap), so "the tile whose core contains a cell's
- * centre owns the cell" gives every cell exactly one owner. Each tile extends at least
- * overlap/2 target pixels beyond its core on every side (except outside the slide), so a cell of
- * diameter <= overlap whose centre is in the core lies entirely inside the tile. */
+ * centre owns the cell" gives every cell exactly one owner. Each tile extends overlap/2 target
+ * pixels (to within 1.5 level-0 pixels of rounding) beyond its core on every side, so a cell of
+ * diameter <= overlap whose centre is in the core lies inside the tile. Beyond the slide's edge
+ * the tile is white. With overlap 0, core_px_* may exceed [0, T] by less than one pixel. */
 typedef struct {
     int64_t index;  /* position in the full row-major grid (skipped tiles included) */
     int col, row;   /* grid position */

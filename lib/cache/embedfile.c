@@ -20,7 +20,7 @@ int ss_embed_file_write(const char *path, int n, int dim, const float *features,
     if (!tmp) return ss_error("cache", "out of memory");
     h5quiet_t q = h5q_begin();
     int rc = -1;
-    hid_t f = -1, sp = -1, d = -1, st = -1, sp2 = -1, d2 = -1, pl = -1;
+    hid_t f = -1, sp = -1, d = -1, st = -1, sp2 = -1, d2 = -1;
     f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (f < 0) {
         h5_fail(tmp, "cannot create file");
@@ -72,7 +72,6 @@ int ss_embed_file_write(const char *path, int n, int dim, const float *features,
     }
     rc = 0;
 done:
-    if (pl >= 0) H5Pclose(pl);
     if (d2 >= 0) H5Dclose(d2);
     if (sp2 >= 0) H5Sclose(sp2);
     if (st >= 0) H5Tclose(st);

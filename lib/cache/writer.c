@@ -71,7 +71,7 @@ static hid_t create_ds(hid_t file, const char *name, hid_t type, int cols, size_
     hid_t d = -1;
     if (sp >= 0 && pl >= 0 && H5Pset_chunk(pl, rank, chunk) >= 0) {
         int ok = 1;
-        if (deflate_ok()) ok = H5Pset_shuffle(pl) >= 0 && H5Pset_deflate(pl, 4) >= 0;
+        if (deflate_ok()) ok = H5Pset_shuffle(pl) >= 0 && H5Pset_deflate(pl, 1) >= 0;
         if (ok) d = H5Dcreate2(file, name, type, sp, H5P_DEFAULT, pl, H5P_DEFAULT);
     }
     if (d < 0) h5_save_detail();

@@ -23,7 +23,7 @@ void ss_cells_params_default(ss_cells_params_t *p, ss_cells_mode_t mode)
     memset(p, 0, sizeof *p);
     p->mode = mode;
     p->nucleus_threshold = 0.25;
-    p->nucleus_min_um2 = 15.0;   /* small lymphocyte nucleus ≈ 7 µm ⌀ ≈ 38 µm²; platelet ≈ 5 */
+    p->nucleus_min_um2 = 15.0; /* small lymphocyte nucleus ≈ 7 µm ⌀ ≈ 38 µm²; platelet ≈ 5 */
     p->nucleus_max_um2 = 1000.0; /* far above any blast nucleus (≈ 15 µm ⌀ ≈ 180 µm²) */
     p->nucleus_min_mean = 0.33;  /* nuclei ≈ 0.5; platelet granulomere ≈ 0.3 */
     p->nucleus_min_fill = 0.5;   /* nuclei ≈ 0.6–0.8; a granular platelet clump ≈ 0.4 */
@@ -33,6 +33,9 @@ void ss_cells_params_default(ss_cells_params_t *p, ss_cells_mode_t mode)
     p->split_depth_um = mode == SS_CELLS_ALL ? 0.7 : 1.5;
     p->fragment_max_um2 = 25.0; /* a neutrophil lobe ≈ 8–20 µm²; whole nuclei are larger */
     p->fragment_reach_um = 8.0; /* lobe centres lie within a cell radius of each other */
+    p->cytoplasm_um = 4.0;      /* cytoplasm reaches ≈ 2–4 µm beyond the nucleus */
+    p->cytoplasm_min_od = 0.08; /* summed R+G+B optical density; cytoplasm median ≈ 0.22 */
+    p->cytoplasm_max_red = 0.1; /* OD_G + OD_B − 2·OD_R: cytoplasm ≈ 0, red cells ≈ 0.23 */
     p->cell_threshold = 0;
     p->cell_min_um2 = 10.0; /* microcytes ≈ 20 µm², schistocyte fragments ≥ 10; platelets < 8 */
     p->cell_max_um2 = 400.0;
@@ -72,16 +75,19 @@ static int box_blur(float *img, int w, int h, int r)
         for (int x = 0; x < w; x++) {
             int a = x - r < 0 ? 0 : x - r, b = x + r >= w ? w - 1 : x + r;
             double s = 0;
-            for (int i = a; i <= b; i++) s += line[i];
+            for (int i = a; i <= b; i++)
+                s += line[i];
             row[x] = (float)(s / (b - a + 1));
         }
     }
     for (int x = 0; x < w; x++) {
-        for (int y = 0; y < h; y++) line[y] = img[(size_t)y * w + x];
+        for (int y = 0; y < h; y++)
+            line[y] = img[(size_t)y * w + x];
         for (int y = 0; y < h; y++) {
             int a = y - r < 0 ? 0 : y - r, b = y + r >= h ? h - 1 : y + r;
             double s = 0;
-            for (int i = a; i <= b; i++) s += line[i];
+            for (int i = a; i <= b; i++)
+                s += line[i];
             img[(size_t)y * w + x] = (float)(s / (b - a + 1));
         }
     }
@@ -95,7 +101,8 @@ static int box_blur(float *img, int w, int h, int r)
 static void background_rgb(const uint8_t *rgb, size_t n, double bg[3])
 {
     size_t hist[1021] = {0}, white = 0;
-    for (size_t i = 0; i < n; i++) hist[rgb[3 * i] + 2 * rgb[3 * i + 1] + rgb[3 * i + 2]]++;
+    for (size_t i = 0; i < n; i++)
+        hist[rgb[3 * i] + 2 * rgb[3 * i + 1] + rgb[3 * i + 2]]++;
     if (hist[1020] < n) white = hist[1020], hist[1020] = 0;
     size_t want = (n - white) * 15 / 100 + 1, acc = 0;
     int cut = 1020;
@@ -132,7 +139,8 @@ static double otsu(const float *v, size_t n, double lo, double hi)
         if (b > 255) b = 255;
         hist[b]++;
     }
-    for (int b = 0; b < 256; b++) total += hist[b], sum += b * hist[b];
+    for (int b = 0; b < 256; b++)
+        total += hist[b], sum += b * hist[b];
     double wb = 0, sb = 0, best = -1;
     int arg = 0;
     for (int b = 0; b < 256; b++) {
@@ -164,18 +172,19 @@ int ss_cells_calibrate(const uint8_t *rgb, int w, int h, ss_cells_params_t *p)
     float *od = malloc(sizeof(float) * n);
     if (!od) return ss_error("cells", "out of memory calibrating on %dx%d", w, h);
     double g0 = p->background[1] + 1;
-    for (size_t i = 0; i < n; i++) od[i] = (float)log(g0 / (rgb[3 * i + 1] + 1.0));
+    for (size_t i = 0; i < n; i++)
+        od[i] = (float)log(g0 / (rgb[3 * i + 1] + 1.0));
     p->cell_threshold = cell_threshold_of(od, n);
     free(od);
     return 0;
 }
 
 typedef struct {
-    double n, sx, sy, stain;  /* nucleus pixels, their coordinate and stain sums */
-    double area, ax, ay;      /* all object pixels */
-    int x0, y0, x1, y1;       /* bbox of the object */
+    double n, sx, sy, stain; /* nucleus pixels, their coordinate and stain sums */
+    double area, ax, ay;     /* all object pixels */
+    int x0, y0, x1, y1;      /* bbox of the object */
     int border;
-    int merged_into;          /* > 0: this fragment now belongs to that object */
+    int merged_into; /* > 0: this fragment now belongs to that object */
 } obj_t;
 
 static void absorb(obj_t *dst, const obj_t *src)
@@ -239,7 +248,8 @@ static obj_t *object_stats(const int32_t *lab, int nl, const uint8_t *nuc, const
 {
     obj_t *o = calloc((size_t)nl + 1, sizeof *o);
     if (!o) return NULL;
-    for (int i = 1; i <= nl; i++) o[i].x0 = w, o[i].y0 = h, o[i].x1 = -1, o[i].y1 = -1;
+    for (int i = 1; i <= nl; i++)
+        o[i].x0 = w, o[i].y0 = h, o[i].x1 = -1, o[i].y1 = -1;
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++) {
             size_t i = (size_t)y * w + x;
@@ -257,6 +267,70 @@ static obj_t *object_stats(const int32_t *lab, int nl, const uint8_t *nuc, const
     return o;
 }
 
+/* Extends each nucleated cell from its nucleus into the cytoplasm around it, for its bounding
+ * box and area: pixels that are stained (optical density summed over R, G, B above glass noise)
+ * but not red-cell coloured (red cells absorb green and blue well above red; white-cell cytoplasm
+ * does not: on BCCD OD_G + OD_B − 2·OD_R is ≈ 0.23 in red cells, ≈ 0 in cytoplasm), reached
+ * from the nucleus within cytoplasm_um, each pixel going to the nearest nucleus. The centre stays
+ * the nucleus centroid. lab: object labels, overwritten. */
+static int add_cytoplasm(const uint8_t *rgb, int w, int h, double mpp, const ss_cells_params_t *p,
+                         const double bg[3], int32_t *lab, const int32_t *cell_of, ss_cell_t *cells,
+                         size_t ncells)
+{
+    size_t n = (size_t)w * h;
+    float *sum = malloc(sizeof(float) * n), *red = malloc(sizeof(float) * n);
+    uint8_t *ok = malloc(n);
+    int *bb = malloc(sizeof(int) * 4 * ncells);
+    double *area = calloc(ncells, sizeof(double));
+    int rc = -1;
+    if (!sum || !red || !ok || !bb || !area) {
+        ss_error("cells", "out of memory (%dx%d image)", w, h);
+        goto done;
+    }
+    double l0[3];
+    for (int c = 0; c < 3; c++)
+        l0[c] = log(bg[c] + 1);
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *q = rgb + 3 * i;
+        double r = l0[0] - log(q[0] + 1.0), g = l0[1] - log(q[1] + 1.0),
+               b = l0[2] - log(q[2] + 1.0);
+        sum[i] = (float)(r + g + b);
+        red[i] = (float)(g + b - 2 * r);
+        lab[i] = lab[i] ? cell_of[lab[i]] : 0;
+    }
+    int rad = (int)lround(0.3 / mpp);
+    if (box_blur(sum, w, h, rad) || box_blur(red, w, h, rad)) goto done;
+    for (size_t i = 0; i < n; i++)
+        ok[i] = sum[i] > p->cytoplasm_min_od && red[i] < p->cytoplasm_max_red;
+    if (ss_morph_grow(lab, ok, w, h, p->cytoplasm_um / mpp)) goto done;
+    for (size_t k = 0; k < ncells; k++)
+        bb[4 * k] = w, bb[4 * k + 1] = h, bb[4 * k + 2] = -1, bb[4 * k + 3] = -1;
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            int32_t k = lab[(size_t)y * w + x] - 1;
+            if (k < 0 || (size_t)k >= ncells) continue;
+            int *b = bb + 4 * k;
+            if (x < b[0]) b[0] = x;
+            if (y < b[1]) b[1] = y;
+            if (x > b[2]) b[2] = x;
+            if (y > b[3]) b[3] = y;
+            area[k]++;
+        }
+    for (size_t k = 0; k < ncells; k++) {
+        int *b = bb + 4 * k;
+        if (b[2] < 0) continue;
+        ss_cell_t *c = &cells[k];
+        c->bbox_x = b[0], c->bbox_y = b[1], c->bbox_w = b[2] - b[0] + 1,
+        c->bbox_h = b[3] - b[1] + 1;
+        c->area = area[k];
+        c->touches_border = b[0] == 0 || b[1] == 0 || b[2] == w - 1 || b[3] == h - 1;
+    }
+    rc = 0;
+done:
+    free(sum), free(red), free(ok), free(bb), free(area);
+    return rc;
+}
+
 static int detect_nucleated(const uint8_t *rgb, int w, int h, double mpp,
                             const ss_cells_params_t *p, const double bg[3], float *stain,
                             uint8_t *nuc, ss_cell_list_t *out)
@@ -265,7 +339,7 @@ static int detect_nucleated(const uint8_t *rgb, int w, int h, double mpp,
     double um2 = mpp * mpp;
     int result = -1;
     uint8_t *grp = malloc(n);
-    int32_t *lab = malloc(sizeof(int32_t) * n);
+    int32_t *lab = malloc(sizeof(int32_t) * n), *cell_of = NULL;
     obj_t *o = NULL;
     if (!grp || !lab) {
         ss_error("cells", "out of memory (%dx%d image)", w, h);
@@ -284,6 +358,12 @@ static int detect_nucleated(const uint8_t *rgb, int w, int h, double mpp,
         goto done;
     }
     merge_fragments(o, nl, p->fragment_max_um2 / um2, p->fragment_reach_um / mpp);
+    size_t first = out->n;
+    cell_of = calloc((size_t)nl + 1, sizeof(int32_t)); /* object → 1 + index of its cell */
+    if (!cell_of) {
+        ss_error("cells", "out of memory for %d objects", nl);
+        goto done;
+    }
     for (int l = 1; l <= nl; l++) {
         obj_t *b = &o[l];
         if (b->merged_into > 0) continue;
@@ -301,10 +381,20 @@ static int detect_nucleated(const uint8_t *rgb, int w, int h, double mpp,
         c.kind = SS_CELL_NUCLEATED;
         c.touches_border = b->border;
         if (ss_cell_list_push(out, &c)) goto done;
+        cell_of[l] = (int32_t)(out->n - first);
     }
+    for (int l = 1; l <= nl; l++) {
+        int r = l, guard = 0;
+        while (o[r].merged_into > 0 && guard++ < nl)
+            r = o[r].merged_into;
+        cell_of[l] = cell_of[r];
+    }
+    if (p->cytoplasm_um > 0 && out->n > first &&
+        add_cytoplasm(rgb, w, h, mpp, p, bg, lab, cell_of, out->cells + first, out->n - first))
+        goto done;
     result = 0;
 done:
-    free(grp), free(lab), free(o);
+    free(grp), free(lab), free(o), free(cell_of);
     return result;
 }
 
@@ -323,12 +413,13 @@ static int detect_all(const uint8_t *rgb, int w, int h, double mpp, const ss_cel
         goto done;
     }
     double g0 = bg[1] + 1;
-    for (size_t i = 0; i < n; i++) od[i] = (float)log(g0 / (rgb[3 * i + 1] + 1.0));
+    for (size_t i = 0; i < n; i++)
+        od[i] = (float)log(g0 / (rgb[3 * i + 1] + 1.0));
     if (box_blur(od, w, h, (int)lround(0.25 / mpp))) goto done;
     double t = p->cell_threshold > 0 ? p->cell_threshold : cell_threshold_of(od, n);
-    for (size_t i = 0; i < n; i++) m[i] = od[i] > t || nuc[i];
-    if (ss_morph_fill_holes(m, w, h, p->hole_max_um2 / um2) ||
-        ss_morph_open(m, w, h, 0.5 / mpp))
+    for (size_t i = 0; i < n; i++)
+        m[i] = od[i] > t || nuc[i];
+    if (ss_morph_fill_holes(m, w, h, p->hole_max_um2 / um2) || ss_morph_open(m, w, h, 0.5 / mpp))
         goto done;
     int nl = ss_morph_split(m, w, h, p->split_depth_um / mpp, lab);
     if (nl < 0) goto done;
@@ -349,9 +440,8 @@ static int detect_all(const uint8_t *rgb, int w, int h, double mpp, const ss_cel
         c.area = b->area;
         c.nucleus_area = b->n;
         /* A red cell carries no nucleus stain; a platelet lying on one adds a few µm². */
-        c.kind = b->n * um2 >= p->nucleus_min_um2 / 2 && b->n >= 0.2 * b->area
-                     ? SS_CELL_NUCLEATED
-                     : SS_CELL_RED;
+        c.kind = b->n * um2 >= p->nucleus_min_um2 / 2 && b->n >= 0.2 * b->area ? SS_CELL_NUCLEATED
+                                                                               : SS_CELL_RED;
         c.touches_border = b->border;
         if (ss_cell_list_push(out, &c)) goto done;
     }
@@ -385,7 +475,8 @@ int ss_cells_detect(const uint8_t *rgb, int w, int h, double mpp, const ss_cells
     nucleus_channel(rgb, n, bg, stain);
     /* JPEG chroma is coarse; smoothing over ~0.3 µm steadies the ratio channel. */
     if (box_blur(stain, w, h, (int)lround(0.3 / mpp))) goto done;
-    for (size_t i = 0; i < n; i++) nuc[i] = stain[i] > p->nucleus_threshold;
+    for (size_t i = 0; i < n; i++)
+        nuc[i] = stain[i] > p->nucleus_threshold;
     /* Thin purple rims (chromatic fringes on red cells) vanish in a small opening. */
     if (ss_morph_open(nuc, w, h, 0.4 / mpp)) goto done;
     rc = p->mode == SS_CELLS_ALL ? detect_all(rgb, w, h, mpp, p, bg, stain, nuc, out)
@@ -397,16 +488,14 @@ done:
     return rc;
 }
 
-void ss_cells_tile_to_pixels(const ss_cells_tile_t *t, double lx, double ly, double *px,
-                             double *py)
+void ss_cells_tile_to_pixels(const ss_cells_tile_t *t, double lx, double ly, double *px, double *py)
 {
     *px = (lx + 0.5 - t->x0) / t->scale - 0.5;
     *py = (ly + 0.5 - t->y0) / t->scale - 0.5;
 }
 
-int ss_cells_detect_tile(const uint8_t *rgb, int w, int h, double mpp,
-                         const ss_cells_tile_t *tile, const ss_cells_params_t *p,
-                         ss_cell_list_t *out)
+int ss_cells_detect_tile(const uint8_t *rgb, int w, int h, double mpp, const ss_cells_tile_t *tile,
+                         const ss_cells_params_t *p, ss_cell_list_t *out)
 {
     if (!(tile->scale > 0)) return ss_error("cells", "invalid tile scale %g", tile->scale);
     ss_cell_list_t tmp = {0};

@@ -9,8 +9,7 @@
 
 #include "slidestream/error.h"
 
-void ss_cells_crop(const uint8_t *rgb, int w, int h, double cx, double cy, int size,
-                   uint8_t *out)
+void ss_cells_crop(const uint8_t *rgb, int w, int h, double cx, double cy, int size, uint8_t *out)
 {
     int x0 = (int)floor(cx - size / 2.0 + 0.5), y0 = (int)floor(cy - size / 2.0 + 0.5);
     for (int y = 0; y < size; y++) {
@@ -81,13 +80,15 @@ void ss_cells_draw_overlay(uint8_t *rgb, int w, int h, const ss_cell_t *cells, s
 
 int ss_cells_gallery_save(const char *path, const uint8_t *crops, size_t n, int size, int cols)
 {
-    if (size <= 0 || cols <= 0) return ss_error("cells", "gallery: invalid size %d or columns %d", size, cols);
+    if (size <= 0 || cols <= 0)
+        return ss_error("cells", "gallery: invalid size %d or columns %d", size, cols);
     if (n == 0) return ss_error("cells", "gallery %s: no cells to show", path);
     const int gut = 2;
     size_t rows = (n + cols - 1) / cols;
     int ncol = n < (size_t)cols ? (int)n : cols;
     size_t W = (size_t)ncol * (size + gut) + gut, H = rows * (size + gut) + gut;
-    if (W * H > (size_t)1 << 28) return ss_error("cells", "gallery %s too large (%zu cells)", path, n);
+    if (W * H > (size_t)1 << 28)
+        return ss_error("cells", "gallery %s too large (%zu cells)", path, n);
     uint8_t *canvas = malloc(W * H * 3);
     if (!canvas) return ss_error("cells", "out of memory for gallery %s", path);
     memset(canvas, 255, W * H * 3);

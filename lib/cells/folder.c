@@ -56,8 +56,9 @@ static int list_dir(const char *dir, int want_dirs, char ***names, size_t *count
         }
         snprintf(full, len, "%s/%s", dir, de->d_name);
         struct stat st;
-        int keep = !stat(full, &st) &&
-                   (want_dirs ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode) && image_suffix(de->d_name));
+        int keep =
+            !stat(full, &st) &&
+            (want_dirs ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode) && image_suffix(de->d_name));
         free(full);
         if (!keep) continue;
         if (n == cap) {
@@ -77,7 +78,8 @@ static int list_dir(const char *dir, int want_dirs, char ***names, size_t *count
     }
     closedir(d);
     if (rc) {
-        for (size_t i = 0; i < n; i++) free(v[i]);
+        for (size_t i = 0; i < n; i++)
+            free(v[i]);
         free(v);
         return -1;
     }
@@ -89,7 +91,8 @@ static int list_dir(const char *dir, int want_dirs, char ***names, size_t *count
 
 static void free_names(char **v, size_t n)
 {
-    for (size_t i = 0; i < n; i++) free(v[i]);
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
     free(v);
 }
 
@@ -144,7 +147,8 @@ int ss_cell_folder_open(const char *root, ss_cell_folder_t **out)
     free_names(classes, nc);
     if (f->n == 0) {
         ss_cell_folder_destroy(&f);
-        return ss_error("cells", "no cell images under %s (expected %s/<CLASS>/<image>)", root, root);
+        return ss_error("cells", "no cell images under %s (expected %s/<CLASS>/<image>)", root,
+                        root);
     }
     *out = f;
     return 0;
@@ -182,7 +186,8 @@ void ss_cell_folder_destroy(ss_cell_folder_t **pf)
 {
     ss_cell_folder_t *f = *pf;
     if (!f) return;
-    for (size_t i = 0; i < f->n; i++) free(f->e[i].klass), free(f->e[i].path);
+    for (size_t i = 0; i < f->n; i++)
+        free(f->e[i].klass), free(f->e[i].path);
     free(f->e);
     free(f->rgb);
     free(f);

@@ -29,8 +29,8 @@ static void json_string(FILE *f, const char *s)
     fputc('"', f);
 }
 
-int ss_geojson_add_cells(FILE *f, const ss_cell_t *cells, size_t n, double mpp,
-                         const char *source, int *first)
+int ss_geojson_add_cells(FILE *f, const ss_cell_t *cells, size_t n, double mpp, const char *source,
+                         int *first)
 {
     const double pi = 3.14159265358979323846;
     for (size_t i = 0; i < n; i++) {
@@ -45,8 +45,9 @@ int ss_geojson_add_cells(FILE *f, const ss_cell_t *cells, size_t n, double mpp,
             double a = 2 * pi * (k % 16) / 16;
             fprintf(f, "%s[%.1f,%.1f]", k ? "," : "", ox + rx * cos(a), oy + ry * sin(a));
         }
-        fprintf(f, "]]},\"properties\":{\"objectType\":\"detection\",\"classification\":{\"name\":"
-                   "\"%s\",\"color\":[%s]},",
+        fprintf(f,
+                "]]},\"properties\":{\"objectType\":\"detection\",\"classification\":{\"name\":"
+                "\"%s\",\"color\":[%s]},",
                 red ? "Red cell" : "Nucleated", red ? "220,60,60" : "70,60,200");
         if (source) {
             fprintf(f, "\"source\":");

@@ -26,7 +26,8 @@ static int vips_fail(const char *what, const char *path)
     char msg[512];
     snprintf(msg, sizeof msg, "%s", vips_error_buffer());
     size_t l = strlen(msg);
-    while (l && (msg[l - 1] == '\n' || msg[l - 1] == ' ')) msg[--l] = '\0';
+    while (l && (msg[l - 1] == '\n' || msg[l - 1] == ' '))
+        msg[--l] = '\0';
     for (char *c = msg; *c; c++)
         if (*c == '\n') *c = ' ';
     vips_error_clear();
@@ -91,8 +92,8 @@ done:
 int ss_image_save_rgb(const char *path, const uint8_t *rgb, int w, int h)
 {
     if (vips_ready()) return -1;
-    VipsImage *a = vips_image_new_from_memory_copy(rgb, (size_t)w * h * 3, w, h, 3,
-                                                   VIPS_FORMAT_UCHAR);
+    VipsImage *a =
+        vips_image_new_from_memory_copy(rgb, (size_t)w * h * 3, w, h, 3, VIPS_FORMAT_UCHAR);
     if (!a) return vips_fail("cannot wrap pixels for", path);
     VipsImage *b = NULL;
     int rc = 0;

@@ -45,12 +45,14 @@ static void edt1d(const float *f, int n, float *d, int *v, float *z)
         z[k + 1] = BIG;
     }
     if (f[v[0]] >= BIG) {
-        for (int q = 0; q < n; q++) d[q] = BIG;
+        for (int q = 0; q < n; q++)
+            d[q] = BIG;
         return;
     }
     k = 0;
     for (int q = 0; q < n; q++) {
-        while (z[k + 1] < q) k++;
+        while (z[k + 1] < q)
+            k++;
         float dq = (float)(q - v[k]);
         d[q] = dq * dq + f[v[k]];
     }
@@ -67,9 +69,11 @@ int ss_morph_edt(const uint8_t *mask, int w, int h, int target, float *dist2)
         return ss_error("cells", "out of memory for a %dx%d distance transform", w, h);
     }
     for (int x = 0; x < w; x++) {
-        for (int y = 0; y < h; y++) f[y] = (mask[(size_t)y * w + x] != 0) == (target != 0) ? 0 : BIG;
+        for (int y = 0; y < h; y++)
+            f[y] = (mask[(size_t)y * w + x] != 0) == (target != 0) ? 0 : BIG;
         edt1d(f, h, d, v, z);
-        for (int y = 0; y < h; y++) dist2[(size_t)y * w + x] = d[y];
+        for (int y = 0; y < h; y++)
+            dist2[(size_t)y * w + x] = d[y];
     }
     for (int y = 0; y < h; y++) {
         float *row = dist2 + (size_t)y * w;
@@ -91,7 +95,8 @@ static int threshold_dist(uint8_t *mask, int w, int h, int target, double r, int
         return -1;
     }
     float r2 = (float)(r * r);
-    for (size_t i = 0; i < n; i++) mask[i] = keep_within ? d2[i] <= r2 : d2[i] > r2;
+    for (size_t i = 0; i < n; i++)
+        mask[i] = keep_within ? d2[i] <= r2 : d2[i] > r2;
     free(d2);
     return 0;
 }
@@ -247,7 +252,8 @@ int ss_morph_split(const uint8_t *mask, int w, int h, double depth, int32_t *lab
         goto done;
     }
     if (ss_morph_edt(mask, w, h, 0, f)) goto done;
-    for (size_t i = 0; i < n; i++) f[i] = mask[i] ? sqrtf(f[i] >= BIG ? 1e12f : f[i]) : 0;
+    for (size_t i = 0; i < n; i++)
+        f[i] = mask[i] ? sqrtf(f[i] >= BIG ? 1e12f : f[i]) : 0;
 
     /* h-maxima: reconstruction by dilation of f - depth under f; the domes' tops are where
      * f - rec reaches depth. Propagated greatest-first, like Dijkstra on the max-min path. */
@@ -277,7 +283,8 @@ int ss_morph_split(const uint8_t *mask, int w, int h, double depth, int32_t *lab
     /* Markers are the regional maxima of rec: the plateau around each dome top. Tops of equal
      * height inside one dome (common on a discrete distance map) share a plateau and so one
      * marker; rec values on a plateau are copies, so equality is exact. */
-    for (size_t i = 0; i < n; i++) top[i] = mask[i] && f[i] - rec[i] >= hd - 1e-3f;
+    for (size_t i = 0; i < n; i++)
+        top[i] = mask[i] && f[i] - rec[i] >= hd - 1e-3f;
     memset(labels, 0, sizeof(int32_t) * n);
     int32_t *stack = (int32_t *)hp.idx; /* reuse: the heap is empty and large enough */
     if (hp.cap < n) {
@@ -330,4 +337,41 @@ oom:
 done:
     free(f), free(rec), free(top), free(hp.key), free(hp.idx);
     return result;
+}
+
+int ss_morph_grow(int32_t *labels, const uint8_t *allowed, int w, int h, double max_dist)
+{
+    size_t n = (size_t)w * h;
+    float *dist = malloc(sizeof(float) * (n ? n : 1));
+    heap_t hp = {0};
+    if (!dist) return ss_error("cells", "out of memory growing regions (%dx%d)", w, h);
+    /* Dijkstra with 8-neighbour steps of 1 and √2; the heap is a max-heap, so keys are negated
+     * distances. */
+    for (size_t i = 0; i < n; i++) {
+        dist[i] = labels[i] ? 0.0f : BIG;
+        if (labels[i] && heap_push(&hp, 0.0f, (int32_t)i)) goto oom;
+    }
+    while (hp.n) {
+        float k;
+        int32_t p;
+        heap_pop(&hp, &k, &p);
+        if (-k > dist[p]) continue;
+        int px = p % w, py = p / w;
+        for (int d = 0; d < 8; d++) {
+            int qx = px + DX[d], qy = py + DY[d];
+            if (qx < 0 || qy < 0 || qx >= w || qy >= h) continue;
+            size_t q = (size_t)qy * w + qx;
+            if (!allowed[q] || (labels[q] && dist[q] == 0.0f)) continue;
+            float nd = dist[p] + ((DX[d] && DY[d]) ? 1.41421356f : 1.0f);
+            if (nd > max_dist || nd >= dist[q]) continue;
+            dist[q] = nd;
+            labels[q] = labels[p];
+            if (heap_push(&hp, -nd, (int32_t)q)) goto oom;
+        }
+    }
+    free(dist), free(hp.key), free(hp.idx);
+    return 0;
+oom:
+    free(dist), free(hp.key), free(hp.idx);
+    return ss_error("cells", "out of memory growing regions (%dx%d)", w, h);
 }

@@ -12,7 +12,7 @@
  *           one barrier, dW += D · cols^T split over blocks of dW columns.
  * 1×1 stride-1 convs with a large plane skip im2col: sgemms straight on the NCHW tensors.
  * 3×3 stride-1 pad-1 convs with enough tiles use Winograd F(2×2,3×3) (conv_winograd.c) for the
- * forward pass and the input gradient; their weight gradient stays im2col + sgemm.
+ * forward pass, the input gradient and the weight gradient.
  *
  * Threading: one OpenMP region per call; OpenBLAS runs single-threaded inside it (see sgemm.c).
  * Task extents depend only on the shape and the CPU count, and every output element is reduced
@@ -24,8 +24,9 @@
 #include <omp.h>
 #include <string.h>
 
-/* Scratch budget per chunk in floats (32 MiB): large enough that the sgemm N dimension is wide
- * for every ResNet layer at batch 32, small enough that batch 256 does not blow up memory. */
+/* Backward scratch budget per chunk of images in floats (32 MiB): large enough that the sgemm
+ * K dimension of dW is wide for every ResNet layer at batch 32, small enough that batch 256
+ * does not blow up memory. */
 #define CONV_WORK_CAP_DEFAULT ((size_t)1 << 23)
 static size_t conv_work_cap = CONV_WORK_CAP_DEFAULT;
 
@@ -33,6 +34,12 @@ void ss_conv2d_set_work_cap(size_t floats)
 {
     conv_work_cap = floats ? floats : CONV_WORK_CAP_DEFAULT;
 }
+
+size_t ss_conv_work_cap(void)
+{
+    return conv_work_cap;
+}
+
 /* A 1×1 stride-1 conv goes per image (no im2col) when one image's plane is at least this wide. */
 #define CONV_1X1_DIRECT_MIN_P 1024
 
@@ -133,9 +140,14 @@ size_t ss_conv2d_forward_workspace(const ss_conv2d_t *c)
 {
     if (conv_direct_1x1(c))
         return 0;
-    if (ss_conv_wino_applies(c))
-        return ss_conv_wino_workspace(c);
-    return (size_t)conv_slots() * (conv_k(c) + (size_t)c->cout) * (size_t)conv_fwd_nb(c);
+    /* The im2col size is always included, so the size never drops when a smaller batch falls
+     * below the Winograd tile threshold (workspace must not grow when n shrinks). */
+    size_t im2col = (size_t)conv_slots() * (conv_k(c) + (size_t)c->cout) * (size_t)conv_fwd_nb(c);
+    if (ss_conv_wino_applies(c)) {
+        size_t wino = ss_conv_wino_workspace(c);
+        return wino > im2col ? wino : im2col;
+    }
+    return im2col;
 }
 
 /* Images per backward task in a chunk of nc images: about nb columns (as in the forward), whole
@@ -157,9 +169,10 @@ size_t ss_conv2d_backward_workspace(const ss_conv2d_t *c)
     size_t im2col = (size_t)chunk * (conv_k(c) + (size_t)c->cout) * conv_p(c) +
                     (size_t)conv_slots() * conv_k(c) * conv_p(c) * (size_t)conv_bwd_images(c, chunk);
     ss_conv2d_t t = conv_transposed(c);
-    if (ss_conv_wino_applies(&t)) { /* din by Winograd after dW by im2col, same scratch */
-        size_t wino = ss_conv_wino_workspace(&t);
-        return wino > im2col ? wino : im2col;
+    if (ss_conv_wino_applies(c)) { /* dW then din by Winograd, one after the other */
+        size_t a = ss_conv_wino_dw_workspace(c), b = ss_conv_wino_workspace(&t);
+        a = a > b ? a : b;
+        return a > im2col ? a : im2col; /* im2col kept: see the forward workspace */
     }
     return im2col;
 }
@@ -465,15 +478,15 @@ void ss_conv2d_backward(const ss_conv2d_t *c, float *din, float *dweight, float 
         conv_backward_1x1(c, din, dweight, dout, in, weight);
         return;
     }
-    if (din) {
-        ss_conv2d_t t = conv_transposed(c);
-        if (ss_conv_wino_applies(&t)) {
-            /* dW through im2col, then din = the transposed conv of dout, by Winograd. */
-            if (dweight)
-                ss_conv2d_backward(c, NULL, dweight, NULL, dout, in, weight, work);
+    if (ss_conv_wino_applies(c)) {
+        /* dW by Winograd, then din = the transposed conv of dout, by Winograd. */
+        if (dweight)
+            ss_conv_wino_backward_weights(c, dweight, dout, in, work);
+        if (din) {
+            ss_conv2d_t t = conv_transposed(c);
             ss_conv_wino_forward(&t, din, dout, weight, 1, NULL, NULL, 0, work);
-            return;
         }
+        return;
     }
     const int slots = conv_slots();
     /* Rows of dW per task: a few tasks per slot. */

@@ -21,7 +21,6 @@
 
 #include <omp.h>
 #include <string.h>
-#include <stdlib.h>
 
 static int wino_enabled = 1;
 
@@ -55,15 +54,34 @@ static int wino_tb(const ss_conv2d_t *c)
     long s = wino_slots();
     long tb = (tiles + 3 * s - 1) / (3 * s);
     tb = (tb + 15) / 16 * 16;
-    static int cap = -1;
-    if (cap < 0) { const char *e = getenv("SS_TB"); cap = e ? atoi(e) : 512; }
-    return (int)(tb < 32 ? 32 : tb > cap ? cap : tb);
+    return (int)(tb < 32 ? 32 : tb > 512 ? 512 : tb);
+}
+
+/* Floats between the 16 planes of U (and of dU): padded like V and M below. */
+static size_t wino_ustride(const ss_conv2d_t *c)
+{
+    return (size_t)c->cout * c->cin + 16;
+}
+
+/* Floats between the 16 planes of V ([ch][tb] each) and of M: padded by 16 floats so the 16
+ * streams of a transform do not fall into the same cache sets (power-of-two strides thrash). */
+static size_t wino_pstride(int ch, int tb)
+{
+    return (size_t)ch * tb + 16;
+}
+
+/* Scratch per slot for the transforms: 16 rows of tb floats, plus one zero-padded image row. */
+static size_t wino_tmp_floats(const ss_conv2d_t *c, int tb)
+{
+    return (size_t)16 * tb + 2 * (size_t)c->w + 8;
 }
 
 size_t ss_conv_wino_workspace(const ss_conv2d_t *c)
 {
-    return (size_t)16 * c->cout * c->cin +
-           (size_t)wino_slots() * 16 * (size_t)(c->cin + c->cout) * wino_tb(c);
+    const int tb = wino_tb(c);
+    return 16 * wino_ustride(c) +
+           (size_t)wino_slots() * (16 * (wino_pstride(c->cin, tb) + wino_pstride(c->cout, tb)) +
+                                   wino_tmp_floats(c, tb));
 }
 
 /* U[16][cout][cin] from weight [cout][cin][3][3]; flip: weight is the forward weight of the
@@ -71,7 +89,7 @@ size_t ss_conv_wino_workspace(const ss_conv2d_t *c)
 static void wino_weights(const ss_conv2d_t *c, float *U, const float *weight, int flip)
 {
     const int cout = c->cout, cin = c->cin;
-    const size_t plane = (size_t)cout * cin;
+    const size_t plane = wino_ustride(c);
 #pragma omp for collapse(2) schedule(static)
     for (int co = 0; co < cout; co++) {
         for (int ci = 0; ci < cin; ci++) {
@@ -102,49 +120,173 @@ static void wino_weights(const ss_conv2d_t *c, float *U, const float *weight, in
     }
 }
 
-/* Where tile t of a block lives: image, top-left input corner (may be -1), interior flag. */
+/* A block's tiles [t0, t1) split into segments of one tile row (image, ty) each; the transforms
+ * work segment-wise so their inner loops run over consecutive tiles (contiguous in V and M,
+ * stride 2 in the image) and vectorise. */
 typedef struct {
-    int img, y0, x0, inner;
-} wino_tile_t;
+    int img, ty, xa, xb; /* tiles tx in [xa, xb) of row ty of image img */
+    int j0;              /* column of the first one in V / M */
+} wino_seg_t;
 
-static void wino_tiles(const ss_conv2d_t *c, wino_tile_t *tl, long t0, long t1)
+static int wino_segments(const ss_conv2d_t *c, wino_seg_t *sg, long t0, long t1)
 {
-    const int h = c->h, w = c->w, th = (h + 1) / 2, tw = (w + 1) / 2;
-    for (long t = t0; t < t1; t++) {
-        const int rem = (int)(t % ((long)th * tw)), ty = rem / tw, tx = rem % tw;
-        wino_tile_t *e = &tl[t - t0];
-        e->img = (int)(t / ((long)th * tw));
-        e->y0 = 2 * ty - 1;
-        e->x0 = 2 * tx - 1;
-        e->inner = e->y0 >= 0 && e->x0 >= 0 && e->y0 + 3 < h && e->x0 + 3 < w;
+    const long th = (c->h + 1) / 2, tw = (c->w + 1) / 2;
+    int n = 0;
+    for (long t = t0; t < t1;) {
+        const long row = t / tw; /* image * th + ty */
+        const int xa = (int)(t % tw);
+        const long end = (row + 1) * tw < t1 ? (row + 1) * tw : t1;
+        sg[n] = (wino_seg_t){.img = (int)(row / th), .ty = (int)(row % th), .xa = xa,
+                             .xb = xa + (int)(end - t), .j0 = (int)(t - t0)};
+        n++;
+        t = end;
+    }
+    return n;
+}
+
+/* V[16][cin][ldv] (plane stride vstride) for the segments. */
+static void wino_input(const ss_conv2d_t *c, float *V, int ldv, size_t vstride, const float *in,
+                       const wino_seg_t *sg, int nseg, float *tmp, int tb)
+{
+    const int h = c->h, w = c->w, cin = c->cin;
+    const size_t plane = (size_t)h * w;
+    float *pad = tmp + (size_t)16 * tb; /* pad[x + 1] = row[x], zeros outside [0, w) */
+    for (int ci = 0; ci < cin; ci++) {
+        for (int s = 0; s < nseg; s++) {
+            const wino_seg_t *g = &sg[s];
+            const int n = g->xb - g->xa;
+            const float *p = in + ((size_t)g->img * cin + ci) * plane;
+            /* Column transform of the 4 input rows: cr[i*4 + k][j] = (d_i B)[k] of tile j. */
+            for (int i = 0; i < 4; i++) {
+                float *c0 = tmp + (size_t)(i * 4) * tb, *c1 = c0 + tb, *c2 = c1 + tb,
+                      *c3 = c2 + tb;
+                const int y = 2 * g->ty - 1 + i;
+                if (y < 0 || y >= h) {
+                    for (int j = 0; j < n; j++)
+                        c0[j] = c1[j] = c2[j] = c3[j] = 0.0f;
+                    continue;
+                }
+                /* a_k(j) = pad[2 (xa + j) + k]; copy the part of the row the segment reads. */
+                const int lo = 2 * g->xa, hi = 2 * g->xb + 2; /* pad indices [lo, hi] */
+                for (int q = lo; q <= hi; q++) {
+                    int x = q - 1;
+                    pad[q] = (x >= 0 && x < w) ? p[(size_t)y * w + x] : 0.0f;
+                }
+                const float *a = pad + lo;
+#pragma omp simd
+                for (int j = 0; j < n; j++) {
+                    float a0 = a[2 * j], a1 = a[2 * j + 1], a2 = a[2 * j + 2], a3 = a[2 * j + 3];
+                    c0[j] = a0 - a2;
+                    c1[j] = a1 + a2;
+                    c2[j] = a2 - a1;
+                    c3[j] = a1 - a3;
+                }
+            }
+            /* Row transform (B^T ·) into the 16 planes of V. */
+            float *v = V + (size_t)ci * ldv + g->j0;
+            for (int k = 0; k < 4; k++) {
+                const float *r0 = tmp + (size_t)(0 + k) * tb, *r1 = tmp + (size_t)(4 + k) * tb,
+                            *r2 = tmp + (size_t)(8 + k) * tb, *r3 = tmp + (size_t)(12 + k) * tb;
+                float *v0 = v + (size_t)(0 + k) * vstride, *v1 = v + (size_t)(4 + k) * vstride,
+                      *v2 = v + (size_t)(8 + k) * vstride, *v3 = v + (size_t)(12 + k) * vstride;
+#pragma omp simd
+                for (int j = 0; j < n; j++) {
+                    v0[j] = r0[j] - r2[j];
+                    v1[j] = r1[j] + r2[j];
+                    v2[j] = r2[j] - r1[j];
+                    v3[j] = r1[j] - r3[j];
+                }
+            }
+        }
     }
 }
 
-/* V[16][cin][ldv] for the nb tiles tl[]. Channel-major so that each of the 16 rows of V is
- * written sequentially. */
-static void wino_input(const ss_conv2d_t *c, float *V, int ldv, const float *in,
-                       const wino_tile_t *tl, int nb)
+/* out for the segments = A^T M A (+ bias, + residual, ReLU) from M[16][cout][ldm]. */
+static void wino_output(const ss_conv2d_t *c, float *out, const float *M, int ldm,
+                        size_t mstride, const float *bias, const float *residual, int relu,
+                        const wino_seg_t *sg, int nseg, float *tmp, int tb)
 {
-    const int h = c->h, w = c->w, cin = c->cin;
-    const size_t plane = (size_t)h * w, vstride = (size_t)cin * ldv;
+    const int h = c->h, w = c->w, cout = c->cout;
+    const size_t plane = (size_t)h * w;
+    float *row = tmp + (size_t)8 * tb; /* two output rows of 2n values */
+    for (int co = 0; co < cout; co++) {
+        const float b = bias ? bias[co] : 0.0f;
+        for (int s = 0; s < nseg; s++) {
+            const wino_seg_t *g = &sg[s];
+            const int n = g->xb - g->xa;
+            const float *m = M + (size_t)co * ldm + g->j0;
+            /* A^T M: s[i][k][j] for i = 0, 1, k = 0..3 into tmp rows 0..7. */
+            for (int k = 0; k < 4; k++) {
+                const float *m0 = m + (size_t)(0 + k) * mstride, *m1 = m + (size_t)(4 + k) * mstride,
+                            *m2 = m + (size_t)(8 + k) * mstride, *m3 = m + (size_t)(12 + k) * mstride;
+                float *s0 = tmp + (size_t)k * tb, *s1 = tmp + (size_t)(4 + k) * tb;
+#pragma omp simd
+                for (int j = 0; j < n; j++) {
+                    s0[j] = m0[j] + m1[j] + m2[j];
+                    s1[j] = m1[j] - m2[j] - m3[j];
+                }
+            }
+            /* (A^T M) A, interleaved into output rows: row[i][2j + 0/1]. */
+            for (int i = 0; i < 2; i++) {
+                const float *s0 = tmp + (size_t)(4 * i) * tb, *s1 = s0 + tb, *s2 = s1 + tb,
+                            *s3 = s2 + tb;
+                float *r = row + (size_t)i * 2 * tb;
+#pragma omp simd
+                for (int j = 0; j < n; j++) {
+                    r[2 * j] = s0[j] + s1[j] + s2[j];
+                    r[2 * j + 1] = s1[j] - s2[j] - s3[j];
+                }
+            }
+            const int x0 = 2 * g->xa, nx = (2 * g->xb < w ? 2 * g->xb : w) - x0;
+            for (int i = 0; i < 2; i++) {
+                const int y = 2 * g->ty + i;
+                if (y >= h)
+                    break;
+                const size_t off = ((size_t)g->img * cout + co) * plane + (size_t)y * w + x0;
+                const float *r = row + (size_t)i * 2 * tb;
+                float *o = out + off;
+                const float *res = residual ? residual + off : NULL;
+                if (res) {
+                    for (int x = 0; x < nx; x++) {
+                        float val = r[x] + b + res[x];
+                        o[x] = (relu && val < 0.0f) ? 0.0f : val;
+                    }
+                } else if (relu) {
+#pragma omp simd
+                    for (int x = 0; x < nx; x++) {
+                        float val = r[x] + b;
+                        o[x] = val < 0.0f ? 0.0f : val;
+                    }
+                } else {
+#pragma omp simd
+                    for (int x = 0; x < nx; x++)
+                        o[x] = r[x] + b;
+                }
+            }
+        }
+    }
+}
+
+/* Per-tile transforms, for narrow images whose tile rows are too short to vectorise along:
+ * the same arithmetic, one 4×4 patch at a time. */
+static void wino_input_tiles(const ss_conv2d_t *c, float *V, int ldv, size_t vstride,
+                             const float *in, long t0, long t1)
+{
+    const int h = c->h, w = c->w, cin = c->cin, th = (h + 1) / 2, tw = (w + 1) / 2;
+    const size_t plane = (size_t)h * w;
     for (int ci = 0; ci < cin; ci++) {
         float *vc = V + (size_t)ci * ldv;
-        for (int j = 0; j < nb; j++) {
-            const wino_tile_t *e = &tl[j];
-            const float *p = in + ((size_t)e->img * cin + ci) * plane;
-            float d[4][4];
-            if (e->inner) {
-                const float *q = p + (size_t)e->y0 * w + e->x0;
-                for (int i = 0; i < 4; i++)
-                    for (int k = 0; k < 4; k++)
-                        d[i][k] = q[(size_t)i * w + k];
-            } else {
-                for (int i = 0; i < 4; i++)
-                    for (int k = 0; k < 4; k++) {
-                        int y = e->y0 + i, x = e->x0 + k;
-                        d[i][k] = (y >= 0 && y < h && x >= 0 && x < w) ? p[(size_t)y * w + x] : 0;
-                    }
-            }
+        for (long t = t0; t < t1; t++) {
+            const long img = t / ((long)th * tw);
+            const int rem = (int)(t % ((long)th * tw)), y0 = 2 * (rem / tw) - 1,
+                      x0 = 2 * (rem % tw) - 1;
+            const float *p = in + ((size_t)img * cin + ci) * plane;
+            float d[4][4] = {{0}};
+            const int ilo = y0 < 0 ? -y0 : 0, ihi = h - y0 < 4 ? h - y0 : 4;
+            const int klo = x0 < 0 ? -x0 : 0, khi = w - x0 < 4 ? w - x0 : 4;
+            for (int i = ilo; i < ihi; i++)
+                for (int k = klo; k < khi; k++)
+                    d[i][k] = p[(size_t)(y0 + i) * w + x0 + k];
             float r[4][4];
             for (int k = 0; k < 4; k++) { /* B^T d */
                 r[0][k] = d[0][k] - d[2][k];
@@ -152,6 +294,7 @@ static void wino_input(const ss_conv2d_t *c, float *V, int ldv, const float *in,
                 r[2][k] = d[2][k] - d[1][k];
                 r[3][k] = d[1][k] - d[3][k];
             }
+            const size_t j = (size_t)(t - t0);
             for (int i = 0; i < 4; i++) { /* (B^T d) B */
                 vc[(size_t)(i * 4 + 0) * vstride + j] = r[i][0] - r[i][2];
                 vc[(size_t)(i * 4 + 1) * vstride + j] = r[i][1] + r[i][2];
@@ -162,20 +305,20 @@ static void wino_input(const ss_conv2d_t *c, float *V, int ldv, const float *in,
     }
 }
 
-/* out for the nb tiles tl[] = A^T M A (+ bias, + residual, ReLU) from M[16][cout][ldm]. */
-static void wino_output(const ss_conv2d_t *c, float *out, const float *M, int ldm,
-                        const float *bias, const float *residual, int relu,
-                        const wino_tile_t *tl, int nb)
+static void wino_output_tiles(const ss_conv2d_t *c, float *out, const float *M, int ldm,
+                              size_t mstride, const float *bias, const float *residual, int relu,
+                              long t0, long t1)
 {
-    const int h = c->h, w = c->w, cout = c->cout;
-    const size_t plane = (size_t)h * w, mstride = (size_t)cout * ldm;
+    const int h = c->h, w = c->w, cout = c->cout, th = (h + 1) / 2, tw = (w + 1) / 2;
+    const size_t plane = (size_t)h * w;
     for (int co = 0; co < cout; co++) {
         const float *mc = M + (size_t)co * ldm;
         const float b = bias ? bias[co] : 0.0f;
-        for (int j = 0; j < nb; j++) {
-            const wino_tile_t *e = &tl[j];
-            const int y0 = e->y0 + 1, x0 = e->x0 + 1; /* output corner */
+        for (long t = t0; t < t1; t++) {
+            const long img = t / ((long)th * tw);
+            const int rem = (int)(t % ((long)th * tw)), y0 = 2 * (rem / tw), x0 = 2 * (rem % tw);
             const int ny = y0 + 1 < h ? 2 : 1, nx = x0 + 1 < w ? 2 : 1;
+            const size_t j = (size_t)(t - t0);
             float v[16], s[2][4];
             for (int k = 0; k < 16; k++)
                 v[k] = mc[(size_t)k * mstride + j];
@@ -188,7 +331,7 @@ static void wino_output(const ss_conv2d_t *c, float *out, const float *M, int ld
                 y[i][0] = s[i][0] + s[i][1] + s[i][2];
                 y[i][1] = s[i][1] - s[i][2] - s[i][3];
             }
-            const size_t off = ((size_t)e->img * cout + co) * plane + (size_t)y0 * w + x0;
+            const size_t off = ((size_t)img * cout + co) * plane + (size_t)y0 * w + x0;
             for (int i = 0; i < ny; i++)
                 for (int k = 0; k < nx; k++) {
                     const size_t o = off + (size_t)i * w + k;
@@ -207,26 +350,153 @@ void ss_conv_wino_forward(const ss_conv2d_t *c, float *out, const float *in, con
     const int cin = c->cin, cout = c->cout, tb = wino_tb(c), slots = wino_slots();
     const long tiles = (long)c->n * ((c->h + 1) / 2) * ((c->w + 1) / 2);
     const long nblocks = (tiles + tb - 1) / tb;
-    float *U = work, *slot0 = work + (size_t)16 * cout * cin;
+    float *U = work, *slot0 = work + 16 * wino_ustride(c);
+    /* Row-strip transforms vectorise along tile rows; below ~16 tiles per row the loop overhead
+     * loses to the plain per-tile transforms (measured). */
+    const int strips = (c->w + 1) / 2 >= 16;
     int nt = omp_get_max_threads();
     nt = nt < slots ? nt : slots;
 #pragma omp parallel num_threads(nt)
     {
         wino_weights(c, U, weight, flip); /* ends with the for's barrier */
-        float *V = slot0 + (size_t)omp_get_thread_num() * 16 * (size_t)(cin + cout) * tb;
-        float *M = V + (size_t)16 * cin * tb;
+        const size_t vs = wino_pstride(cin, tb), ms = wino_pstride(cout, tb);
+        float *V = slot0 + (size_t)omp_get_thread_num() *
+                               (16 * (vs + ms) + wino_tmp_floats(c, tb));
+        float *M = V + 16 * vs, *tmp = M + 16 * ms;
+        wino_seg_t sg[512]; /* a block of tb <= 512 tiles has at most tb segments */
 #pragma omp for schedule(dynamic, 1)
         for (long b = 0; b < nblocks; b++) {
             const long t0 = b * tb, t1 = t0 + tb < tiles ? t0 + tb : tiles;
             const int nb = (int)(t1 - t0);
-            wino_tile_t tl[512]; /* tb <= 512 */
-            wino_tiles(c, tl, t0, t1);
-            wino_input(c, V, tb, in, tl, nb);
+            const int nseg = strips ? wino_segments(c, sg, t0, t1) : 0;
+            if (strips)
+                wino_input(c, V, tb, vs, in, sg, nseg, tmp, tb);
+            else
+                wino_input_tiles(c, V, tb, vs, in, t0, t1);
             for (int k = 0; k < 16; k++)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, nb, cin, 1.0f,
-                            U + (size_t)k * cout * cin, cin, V + (size_t)k * cin * tb, tb, 0.0f,
-                            M + (size_t)k * cout * tb, tb);
-            wino_output(c, out, M, tb, bias, residual, relu, tl, nb);
+                            U + (size_t)k * wino_ustride(c), cin, V + (size_t)k * vs, tb, 0.0f,
+                            M + (size_t)k * ms, tb);
+            if (strips)
+                wino_output(c, out, M, tb, ms, bias, residual, relu, sg, nseg, tmp, tb);
+            else
+                wino_output_tiles(c, out, M, tb, ms, bias, residual, relu, t0, t1);
+        }
+    }
+}
+
+/* ---- weight gradient ----------------------------------------------------------------------
+ * With y_t = A^T (U ⊙ V_t) A and U = G g G^T:  dU = Σ_t (A dy_t A^T) ⊙ V_t,  dg = G^T dU G.
+ * So dW takes the same input transform, a transform of the 2×2 output-gradient tiles, and
+ * 16 sgemms dU[ξ] += DY[ξ][cout, tiles] · V[ξ][cin, tiles]^T whose reduction runs over the tiles
+ * inside one sgemm call per chunk of images, chunks in order: deterministic. */
+
+/* Images per dW chunk: V and DY for all their tiles within the cap (at least one image). */
+static int wino_dw_chunk(const ss_conv2d_t *c)
+{
+    const size_t per_img = (size_t)16 * (c->cin + c->cout) * ((c->h + 1) / 2) * ((c->w + 1) / 2);
+    size_t nc = ss_conv_work_cap() / per_img;
+    return (int)(nc < 1 ? 1 : nc > (size_t)c->n ? (size_t)c->n : nc);
+}
+
+size_t ss_conv_wino_dw_workspace(const ss_conv2d_t *c)
+{
+    const int nc = wino_dw_chunk(c), tb = wino_tb(c);
+    const int tc = nc * ((c->h + 1) / 2) * ((c->w + 1) / 2);
+    return 16 * wino_ustride(c) +
+           16 * (wino_pstride(c->cin, tc) + wino_pstride(c->cout, tc)) +
+           (size_t)wino_slots() * wino_tmp_floats(c, tb);
+}
+
+/* DY[16][cout][ldd] (plane stride dstride) for tiles [t0, t1), columns from t0 - tbase. */
+static void wino_dy(const ss_conv2d_t *c, float *DY, int ldd, size_t dstride, const float *dout,
+                    long tbase, long t0, long t1)
+{
+    const int h = c->h, w = c->w, cout = c->cout, th = (h + 1) / 2, tw = (w + 1) / 2;
+    const size_t plane = (size_t)h * w;
+    for (int co = 0; co < cout; co++) {
+        float *dc = DY + (size_t)co * ldd;
+        for (long t = t0; t < t1; t++) {
+            const long img = t / ((long)th * tw);
+            const int rem = (int)(t % ((long)th * tw)), y0 = 2 * (rem / tw), x0 = 2 * (rem % tw);
+            const float *p = dout + ((size_t)img * cout + co) * plane + (size_t)y0 * w + x0;
+            const int ry = y0 + 1 < h, rx = x0 + 1 < w;
+            const float a = p[0], b = rx ? p[1] : 0.0f, cc = ry ? p[w] : 0.0f,
+                        d = (rx && ry) ? p[w + 1] : 0.0f;
+            /* A dy: rows [a b], [a+c b+d], [a-c b-d], [-c -d]; then each row [p q] -> A. */
+            const float r[4][2] = {{a, b}, {a + cc, b + d}, {a - cc, b - d}, {-cc, -d}};
+            const size_t j = (size_t)(t - tbase);
+            for (int i = 0; i < 4; i++) {
+                dc[(size_t)(i * 4 + 0) * dstride + j] = r[i][0];
+                dc[(size_t)(i * 4 + 1) * dstride + j] = r[i][0] + r[i][1];
+                dc[(size_t)(i * 4 + 2) * dstride + j] = r[i][0] - r[i][1];
+                dc[(size_t)(i * 4 + 3) * dstride + j] = -r[i][1];
+            }
+        }
+    }
+}
+
+void ss_conv_wino_backward_weights(const ss_conv2d_t *c, float *dweight, const float *dout,
+                                   const float *in, float *work)
+{
+    ss_nn_blas_single();
+    const int cin = c->cin, cout = c->cout, tb = wino_tb(c), slots = wino_slots();
+    const int nc = wino_dw_chunk(c), tpi = ((c->h + 1) / 2) * ((c->w + 1) / 2);
+    const int tcmax = nc * tpi;
+    const size_t vs = wino_pstride(cin, tcmax), ds = wino_pstride(cout, tcmax);
+    float *dU = work, *V = dU + 16 * wino_ustride(c), *DY = V + 16 * vs,
+          *tmp0 = DY + 16 * ds;
+    const int strips = (c->w + 1) / 2 >= 16;
+    int nt = omp_get_max_threads();
+    nt = nt < slots ? nt : slots;
+#pragma omp parallel num_threads(nt)
+    {
+        float *tmp = tmp0 + (size_t)omp_get_thread_num() * wino_tmp_floats(c, tb);
+        wino_seg_t sg[512];
+        for (int n0 = 0; n0 < c->n; n0 += nc) {
+            const int ni = c->n - n0 < nc ? c->n - n0 : nc;
+            const long tbase = (long)n0 * tpi, tc = (long)ni * tpi;
+            const long nblocks = (tc + tb - 1) / tb;
+#pragma omp for schedule(dynamic, 1)
+            for (long b = 0; b < nblocks; b++) {
+                const long t0 = tbase + b * tb, t1 = t0 + tb < tbase + tc ? t0 + tb : tbase + tc;
+                float *Vb = V + (t0 - tbase);
+                if (strips) {
+                    const int nseg = wino_segments(c, sg, t0, t1);
+                    wino_input(c, Vb, tcmax, vs, in, sg, nseg, tmp, tb);
+                } else {
+                    wino_input_tiles(c, Vb, tcmax, vs, in, t0, t1);
+                }
+                wino_dy(c, DY, tcmax, ds, dout, tbase, t0, t1);
+            }
+            /* dU[ξ] (+)= DY[ξ] · V[ξ]^T, one task per ξ; the first chunk overwrites. */
+#pragma omp for schedule(dynamic, 1)
+            for (int k = 0; k < 16; k++)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, cout, cin, (int)tc, 1.0f,
+                            DY + (size_t)k * ds, tcmax, V + (size_t)k * vs, tcmax,
+                            n0 == 0 ? 0.0f : 1.0f, dU + (size_t)k * wino_ustride(c), cin);
+        }
+        /* dW[co][ci] += G^T dU G (3×3 from 4×4). */
+        const size_t plane = wino_ustride(c);
+#pragma omp for collapse(2) schedule(static)
+        for (int co = 0; co < cout; co++) {
+            for (int ci = 0; ci < cin; ci++) {
+                const float *u = dU + (size_t)co * cin + ci;
+                float m[4][4], t[3][4];
+                for (int k = 0; k < 16; k++)
+                    m[k / 4][k % 4] = u[(size_t)k * plane];
+                for (int j = 0; j < 4; j++) { /* G^T m */
+                    t[0][j] = m[0][j] + 0.5f * (m[1][j] + m[2][j]);
+                    t[1][j] = 0.5f * (m[1][j] - m[2][j]);
+                    t[2][j] = 0.5f * (m[1][j] + m[2][j]) + m[3][j];
+                }
+                float *dw = dweight + ((size_t)co * cin + ci) * 9;
+                for (int i = 0; i < 3; i++) { /* (G^T m) G */
+                    dw[i * 3 + 0] += t[i][0] + 0.5f * (t[i][1] + t[i][2]);
+                    dw[i * 3 + 1] += 0.5f * (t[i][1] - t[i][2]);
+                    dw[i * 3 + 2] += 0.5f * (t[i][1] + t[i][2]) + t[i][3];
+                }
+            }
         }
     }
 }

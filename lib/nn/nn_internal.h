@@ -15,6 +15,9 @@ void ss_sgemm_part(int transa, int transb, int M, int N, int K, float alpha, con
                    int lda, const float *B, int ldb, float beta, float *C, int ldc, int tid,
                    int nthreads);
 
+/* Scratch cap per chunk of images (ss_conv2d_set_work_cap), in floats. */
+size_t ss_conv_work_cap(void);
+
 /* Winograd F(2x2,3x3) path for 3x3 stride-1 pad-1 convs (conv_winograd.c). applies: shape
  * qualifies and the knob is on. flip: weight is the forward weight of the transposed problem
  * (used for the input gradient). */
@@ -23,6 +26,10 @@ size_t ss_conv_wino_workspace(const ss_conv2d_t *c);
 void ss_conv_wino_forward(const ss_conv2d_t *c, float *out, const float *in, const float *weight,
                           int flip, const float *bias, const float *residual, int relu,
                           float *work);
+/* dweight[cout][cin][3][3] += Winograd weight gradient from dout and the forward input. */
+size_t ss_conv_wino_dw_workspace(const ss_conv2d_t *c);
+void ss_conv_wino_backward_weights(const ss_conv2d_t *c, float *dweight, const float *dout,
+                                   const float *in, float *work);
 
 /* OpenBLAS must be single-threaded before sgemm is called from our parallel regions (in case the
  * program never called ss_nn_set_threads). Cheap: one read of OpenBLAS's thread count. */

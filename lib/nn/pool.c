@@ -24,8 +24,8 @@ int ss_pool2d_init(ss_pool2d_t *p, int n, int c, int h, int w, int k, int stride
     return 0;
 }
 
-/* One output element; the window scan order (row-major, strict >) makes the first maximum win,
- * and a NaN, once seen, sticks, as in PyTorch. */
+/* One output element; the window scan order (row-major) with "v > best || isnan(v)" is
+ * PyTorch's: the first maximum wins ties, and a NaN wins (the last NaN, as in PyTorch). */
 static inline void pool_window(const ss_pool2d_t *p, const float *plane, int oy, int ox,
                                float *best_out, int32_t *idx_out)
 {
@@ -47,13 +47,61 @@ static inline void pool_window(const ss_pool2d_t *p, const float *plane, int oy,
             if (v > best || isnan(v)) {
                 best = v;
                 bi = y * p->w + x;
-                if (isnan(v))
-                    goto done;
             }
         }
-done:
     *best_out = best;
     *idx_out = bi;
+}
+
+/* One output row of a 3×3 window: bounds-free, unrolled scan for the columns whose window lies
+ * inside the image (the ResNet stem pool spends nearly all its time here); edges go through
+ * pool_window. Same order and comparisons, so the same result. */
+static void pool_row3(const ss_pool2d_t *p, const float *plane, int oy, float *dst, int32_t *idx)
+{
+    const int w = p->w, s = p->s, y0 = oy * s - p->p;
+    int lo = 0, hi = p->wo; /* interior ox: x0 >= 0 and x0 + 3 <= w */
+    while (lo < hi && lo * s - p->p < 0)
+        lo++;
+    while (hi > lo && (hi - 1) * s - p->p + 3 > w)
+        hi--;
+    if (y0 < 0 || y0 + 3 > p->h) {
+        lo = hi = 0;
+    }
+    for (int ox = 0; ox < lo; ox++)
+        pool_window(p, plane, oy, ox, &dst[ox], &idx[ox]);
+    if (hi > lo) {
+        /* Branch-free selects over the 9 taps so the loop vectorises across ox (ReLU outputs
+         * are full of ties, which made the branchy scan mispredict). */
+        const float *r0 = plane + (size_t)y0 * w, *r1 = r0 + w, *r2 = r1 + w;
+        const int32_t base = y0 * w;
+        const int pad = p->p;
+#pragma omp simd
+        for (int ox = lo; ox < hi; ox++) {
+            const int x = ox * s - pad; /* >= 0 for interior columns */
+            float best = r0[x];
+            int32_t bi = x;
+#define POOL_UPD(v, off)                                                                       \
+    do {                                                                                       \
+        const float v_ = (v);                                                                  \
+        const int take_ = (v_ > best) | (v_ != v_);                                            \
+        best = take_ ? v_ : best;                                                              \
+        bi = take_ ? (off) : bi;                                                               \
+    } while (0)
+            POOL_UPD(r0[x + 1], x + 1);
+            POOL_UPD(r0[x + 2], x + 2);
+            POOL_UPD(r1[x], w + x);
+            POOL_UPD(r1[x + 1], w + x + 1);
+            POOL_UPD(r1[x + 2], w + x + 2);
+            POOL_UPD(r2[x], 2 * w + x);
+            POOL_UPD(r2[x + 1], 2 * w + x + 1);
+            POOL_UPD(r2[x + 2], 2 * w + x + 2);
+#undef POOL_UPD
+            dst[ox] = best;
+            idx[ox] = base + bi;
+        }
+    }
+    for (int ox = hi > lo ? hi : lo; ox < p->wo; ox++)
+        pool_window(p, plane, oy, ox, &dst[ox], &idx[ox]);
 }
 
 void ss_maxpool2d_forward(const ss_pool2d_t *p, float *out, int32_t *argmax, const float *in)
@@ -65,9 +113,13 @@ void ss_maxpool2d_forward(const ss_pool2d_t *p, float *out, int32_t *argmax, con
         const float *src = in + pl * in_plane;
         float *dst = out + pl * out_plane;
         int32_t *idx = argmax + pl * out_plane;
-        for (int oy = 0; oy < p->ho; oy++)
-            for (int ox = 0; ox < p->wo; ox++)
-                pool_window(p, src, oy, ox, &dst[oy * p->wo + ox], &idx[oy * p->wo + ox]);
+        for (int oy = 0; oy < p->ho; oy++) {
+            if (p->k == 3)
+                pool_row3(p, src, oy, dst + (size_t)oy * p->wo, idx + (size_t)oy * p->wo);
+            else
+                for (int ox = 0; ox < p->wo; ox++)
+                    pool_window(p, src, oy, ox, &dst[oy * p->wo + ox], &idx[oy * p->wo + ox]);
+        }
     }
 }
 
@@ -102,7 +154,7 @@ void ss_maxpool2d_forward_naive(const ss_pool2d_t *p, float *out, int32_t *argma
                         if (y < 0 || y >= p->h || x < 0 || x >= p->w)
                             continue;
                         float v = in[(size_t)pl * p->h * p->w + (size_t)y * p->w + x];
-                        if (bi < 0 || v > best || (isnan(v) && !isnan(best))) {
+                        if (bi < 0 || v > best || isnan(v)) {
                             best = v;
                             bi = y * p->w + x;
                         }

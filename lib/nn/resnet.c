@@ -2,10 +2,12 @@
  * head: construction, torchvision initialisation, training forward/backward, folded-BN
  * inference, checkpoint I/O.
  *
- * Ownership: the model owns five allocations — params, grads, buffers (+ the small counters
- * array), the training activation arena, and lazily the inference arena / folded weights.
- * Everything inside is addressed by offsets fixed at construction for max_batch images; a
- * forward with n < max_batch uses the prefix of each slot. Offsets are in floats.
+ * Ownership: the model owns every allocation it uses — one each for the parameters, their
+ * gradients, the BN buffers (+ a small int64 array of counters) and the training activations,
+ * plus the backward scratch, the conv workspace, the head outputs and, made on the first eval
+ * forward, the BN-folded weights (and inference buffers when no training arena exists). All
+ * are addressed by offsets fixed at construction for max_batch images; a forward with
+ * n < max_batch uses the prefix of each slot. Offsets are in floats.
  */
 #include "slidestream/nn_resnet.h"
 
@@ -100,6 +102,7 @@ typedef struct {
     int nc;
     int nt;       /* table entries */
     size_t cap_t; /* table capacity (0 in the counting pass) */
+    int failed;   /* a name could not be allocated */
 } builder_t;
 
 static int add_entry(builder_t *b, const char *name, ss_dtype_t dt, int ndim, const int64_t *shape,
@@ -108,7 +111,10 @@ static int add_entry(builder_t *b, const char *name, ss_dtype_t dt, int ndim, co
     if (b->cap_t) {
         ss_resnet_t *m = b->m;
         char *s = strdup(name);
-        if (!s) return ss_error(DOM, "out of memory");
+        if (!s) {
+            b->failed = 1;
+            return ss_error(DOM, "out of memory");
+        }
         m->impl->names[b->nt] = s;
         ss_ckpt_tensor_t *t = &m->table[b->nt];
         t->name = s;
@@ -255,7 +261,7 @@ static int build(builder_t *b)
     if (cfg->proj_out > (int)head) head = (size_t)cfg->proj_out;
     if (head > blockmax) blockmax = head;
     im->blockmax = (size_t)n * blockmax;
-    return 0;
+    return b->failed ? -1 : 0;
 }
 
 /* Largest conv workspace over every conv (forward and backward) at max_batch. */
@@ -793,8 +799,8 @@ int ss_resnet_load(ss_resnet_t *m, const char *path, int flags)
     ss_resnet_config_t fc;
     if (ss_ckpt_read_meta(path, &meta) || cfg_from_meta(&meta, path, &fc)) return -1;
     const ss_resnet_config_t *c = &m->cfg;
-    if (fc.depth != c->depth || fabs(fc.width_multiplier - c->width_multiplier) > 1e-9 ||
-        fc.truncate_layer3 != c->truncate_layer3)
+    /* Widths are checked tensor by tensor below (two multipliers can give the same widths). */
+    if (fc.depth != c->depth || fc.truncate_layer3 != c->truncate_layer3)
         return ss_error(DOM, "%s: holds %s width %g%s, the model is resnet%d width %g%s", path,
                         meta.arch, fc.width_multiplier, fc.truncate_layer3 ? " (layer3)" : "",
                         c->depth, c->width_multiplier, c->truncate_layer3 ? " (layer3)" : "");

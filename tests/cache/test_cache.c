@@ -336,6 +336,20 @@ static void case_check(void)
           "%s", why);
     CHECK(ss_cache_check(scratch, "../x", NULL, NULL, NULL, why, sizeof why) == -1, "bad id");
     ss_error_clear();
+    /* redoing a slide with another encoder: the old file stays valid until the new one is
+     * finished (an abort keeps it), then the rename replaces it */
+    ss_cache_meta_t m2 = sample_meta("s1", 8);
+    m2.encoder_hash = "beef";
+    ss_cache_writer_t *w = ss_cache_writer_new(scratch, &m2);
+    CHECK(w && ss_cache_writer_add(w, 10, r.f, r.co, r.ce, r.id, NULL, NULL) == 0, "add");
+    CHECK(ss_cache_check(scratch, "s1", "00ff", NULL, NULL, why, sizeof why) == 1, "%s", why);
+    ss_cache_writer_abort(&w);
+    CHECK(ss_cache_check(scratch, "s1", "00ff", NULL, NULL, why, sizeof why) == 1, "%s", why);
+    w = ss_cache_writer_new(scratch, &m2);
+    CHECK(w && ss_cache_writer_add(w, 10, r.f, r.co, r.ce, r.id, NULL, NULL) == 0, "add");
+    CHECK(ss_cache_writer_finish(&w) == 0, "finish: %s", ss_error_buffer());
+    CHECK(ss_cache_check(scratch, "s1", "beef", NULL, NULL, why, sizeof why) == 1, "%s", why);
+    CHECK(ss_cache_check(scratch, "s1", "00ff", NULL, NULL, why, sizeof why) == 0, "%s", why);
     free_rows(&r);
 }
 
@@ -621,6 +635,33 @@ static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *
     return 0;
 }
 
+/* A TRIDENT-style file written by h5py (h5py_read.sh makes it): 5 x 8 features = i * 0.5,
+ * coords[i] = (100 i, 7 i), patch_size_level0 512, magnifications 40 / 20. */
+static void case_read_foreign(void)
+{
+    const char *p = pathf("%s", "trident.h5");
+    ss_cache_reader_t *r = ss_cache_open(p);
+    CHECK(r != NULL, "open: %s", ss_error_buffer());
+    if (!r) return;
+    const ss_cache_meta_t *m = ss_cache_meta(r);
+    CHECK(ss_cache_rows(r) == 5 && ss_cache_dim(r) == 8, "shape");
+    CHECK(m->patch_size == 256 && m->patch_size_level0 == 512, "sizes %d %lld", m->patch_size,
+          (long long)m->patch_size_level0);
+    CHECK(m->target_mpp == 0.5 && m->slide_mpp == 0.25, "mpp %g %g", m->target_mpp, m->slide_mpp);
+    CHECK(!strcmp(m->encoder, "conch_v15") && !strcmp(m->slide_id, "trident"), "'%s' '%s'",
+          m->encoder, m->slide_id);
+    float f[40];
+    int64_t co[10], ce[10];
+    uint64_t id[5];
+    CHECK(ss_cache_read(r, 0, 5, f, co, ce, id, NULL, NULL) == 0, "read: %s", ss_error_buffer());
+    for (int i = 0; i < 40; i++) CHECK(f[i] == (float)i * 0.5f, "f[%d] = %g", i, f[i]);
+    for (int i = 0; i < 5; i++)
+        CHECK(co[2 * i] == 100 * i && co[2 * i + 1] == 7 * i && ce[2 * i] == 100 * i + 256 &&
+                  id[i] == (uint64_t)i,
+              "row %d", i);
+    ss_cache_close(&r);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -630,7 +671,7 @@ int main(int argc, char **argv)
     /* Each run gets a fresh directory (removed on success), except write-sample, whose
      * output the h5py test reads from exactly SCRATCH_DIR. */
     mkdir(argv[2], 0755);
-    if (!strcmp(argv[1], "write-sample")) {
+    if (!strcmp(argv[1], "write-sample") || !strcmp(argv[1], "read-foreign")) {
         snprintf(scratch, sizeof scratch, "%s", argv[2]);
     } else {
         snprintf(scratch, sizeof scratch, "%s/%s-XXXXXX", argv[2], argv[1]);
@@ -647,7 +688,8 @@ int main(int argc, char **argv)
                  {"crash", case_crash},         {"check", case_check},
                  {"foreign", case_foreign},     {"badfiles", case_badfiles},
                  {"unwritable", case_unwritable}, {"diskfull", case_diskfull},
-                 {"digest", case_digest},       {"write-sample", case_write_sample}};
+                 {"digest", case_digest},       {"write-sample", case_write_sample},
+                 {"read-foreign", case_read_foreign}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         if (strcmp(argv[1], cases[i].name)) continue;
         cases[i].fn();
@@ -656,7 +698,7 @@ int main(int argc, char **argv)
             return 1;
         }
         printf("cache.%s: all checks passed\n", argv[1]);
-        if (strcmp(argv[1], "write-sample")) nftw(scratch, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        if (strncmp(argv[1], "write-sample", 12) && strcmp(argv[1], "read-foreign")) nftw(scratch, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
         return 0;
     }
     fprintf(stderr, "unknown case %s\n", argv[1]);

@@ -28,7 +28,7 @@
 
 typedef struct {
     double x0, y0, x1, y1; /* box, or point when x0 == x1 */
-    int kind;               /* synth: 1 nucleated truth */
+    int kind;              /* synth: 1 nucleated truth */
     double r;
 } truth_t;
 
@@ -59,7 +59,8 @@ static int load_csv(const char *path)
         return -1;
     }
     char line[4096];
-    if (!fgets(line, sizeof line, f) || strncmp(line, "source,cell_id,x,y,bbox_x,bbox_y,bbox_w,bbox_h,area", 51)) {
+    if (!fgets(line, sizeof line, f) ||
+        strncmp(line, "source,cell_id,x,y,bbox_x,bbox_y,bbox_w,bbox_h,area", 51)) {
         fprintf(stderr, "cells_eval: %s: bad header\n", path);
         fclose(f);
         return -1;
@@ -67,7 +68,8 @@ static int load_csv(const char *path)
     while (fgets(line, sizeof line, f)) {
         char *fields[16];
         int nf = 0;
-        for (char *p = line, *tok; nf < 16 && (tok = strsep(&p, ",\n"));) fields[nf++] = tok;
+        for (char *p = line, *tok; nf < 16 && (tok = strsep(&p, ",\n"));)
+            fields[nf++] = tok;
         if (nf < 9) continue;
         char stem[256];
         stem_of(fields[0], stem, sizeof stem);
@@ -111,7 +113,8 @@ static int try_aug(int i, const unsigned char *adj, int nd, int *match_d, unsign
 static int max_match(const unsigned char *adj, int nt, int nd, int *match_d)
 {
     unsigned char *seen = malloc(nd + 1);
-    for (int j = 0; j < nd; j++) match_d[j] = -1;
+    for (int j = 0; j < nd; j++)
+        match_d[j] = -1;
     int m = 0;
     for (int i = 0; i < nt; i++) {
         memset(seen, 0, nd + 1);
@@ -126,8 +129,8 @@ static double mpp;
 static const char *overlay_dir;
 static int min_labels; /* chula: images with fewer labels are too sparsely labelled for precision */
 
-static int detections_for(const char *img_path, const char *stem, ss_cells_mode_t cm, ss_cell_t **out,
-                          size_t *n, uint8_t **rgb_keep, int *w, int *h)
+static int detections_for(const char *img_path, const char *stem, ss_cells_mode_t cm,
+                          ss_cell_t **out, size_t *n, uint8_t **rgb_keep, int *w, int *h)
 {
     *rgb_keep = NULL;
     if (csv_dets || !img_path) {
@@ -152,6 +155,9 @@ static int detections_for(const char *img_path, const char *stem, ss_cells_mode_
     if (getenv("CELLS_MEAN")) p.nucleus_min_mean = atof(getenv("CELLS_MEAN"));
     if (getenv("CELLS_FRAG")) p.fragment_max_um2 = atof(getenv("CELLS_FRAG"));
     if (getenv("CELLS_REACH")) p.fragment_reach_um = atof(getenv("CELLS_REACH"));
+    if (getenv("CELLS_CYTO")) p.cytoplasm_um = atof(getenv("CELLS_CYTO"));
+    if (getenv("CELLS_CYTO_OD")) p.cytoplasm_min_od = atof(getenv("CELLS_CYTO_OD"));
+    if (getenv("CELLS_CYTO_RED")) p.cytoplasm_max_red = atof(getenv("CELLS_CYTO_RED"));
     if (getenv("CELLS_MIN")) p.nucleus_min_um2 = atof(getenv("CELLS_MIN"));
     if (getenv("CELLS_CMIN")) p.cell_min_um2 = atof(getenv("CELLS_CMIN"));
     if (getenv("CELLS_CTHR")) p.cell_threshold = atof(getenv("CELLS_CTHR"));
@@ -239,10 +245,11 @@ static int run_bccd(const char *root, double min_r, double min_p)
         snprintf(path, sizeof path, "%s/BCCD/ImageSets/Main/%s.txt", root, splits[s]);
         FILE *f = fopen(path, "r");
         if (!f) {
-            printf("bccd %-5s: split list absent (kept aside upstream) — not reported\n", splits[s]);
+            printf("bccd %-5s: split list absent here — not reported\n", splits[s]);
             continue;
         }
         long nt = 0, nd = 0, tp = 0, imgs = 0, failed = 0;
+        double iou_sum = 0;
         while (fscanf(f, "%255s", id) == 1) {
             char img[1024], xml[1024];
             snprintf(img, sizeof img, "%s/BCCD/JPEGImages/%s.jpg", root, id);
@@ -253,7 +260,8 @@ static int run_bccd(const char *root, double min_r, double min_p)
             size_t n = 0;
             uint8_t *rgb;
             int w, h;
-            if (detections_for(csv_dets ? NULL : img, id, SS_CELLS_NUCLEATED, &c, &n, &rgb, &w, &h)) {
+            if (detections_for(csv_dets ? NULL : img, id, SS_CELLS_NUCLEATED, &c, &n, &rgb, &w,
+                               &h)) {
                 ss_error_report(NULL);
                 failed++;
                 free(t);
@@ -269,13 +277,28 @@ static int run_bccd(const char *root, double min_r, double min_p)
                         adj[i * n + j] = c[j].x >= t[i].x0 && c[j].x <= t[i].x1 &&
                                          c[j].y >= t[i].y0 && c[j].y <= t[i].y1;
                 m = max_match(adj, (int)ntr, (int)n, md);
+                for (size_t j = 0; j < n; j++) {
+                    if (md[j] < 0) continue;
+                    const truth_t *b = &t[md[j]];
+                    double ix0 = fmax(b->x0, c[j].bbox_x), iy0 = fmax(b->y0, c[j].bbox_y);
+                    double ix1 = fmin(b->x1, c[j].bbox_x + c[j].bbox_w);
+                    double iy1 = fmin(b->y1, c[j].bbox_y + c[j].bbox_h);
+                    double inter = fmax(0, ix1 - ix0) * fmax(0, iy1 - iy0);
+                    double uni = (b->x1 - b->x0) * (b->y1 - b->y0) +
+                                 (double)c[j].bbox_w * c[j].bbox_h - inter;
+                    iou_sum += uni > 0 ? inter / uni : 0;
+                    if (getenv("CELLS_EVAL_IOU"))
+                        printf("  iou %s %.2f box %.0fx%.0f det %dx%d\n", id, uni > 0 ? inter / uni : 0,
+                               b->x1 - b->x0, b->y1 - b->y0, c[j].bbox_w, c[j].bbox_h);
+                }
                 free(adj), free(md);
             }
             if (getenv("CELLS_EVAL_VERBOSE") && (m != (int)ntr || m != (int)n)) {
                 printf("  %s: truth %zu det %zu matched %d\n", id, ntr, n, m);
                 for (size_t j = 0; j < n; j++)
-                    printf("    det (%.0f,%.0f) nucleus %.1f um2 fill %.2f stain %.2f\n", c[j].x, c[j].y,
-                           c[j].nucleus_area * mpp * mpp, c[j].nucleus_area / c[j].area, c[j].stain);
+                    printf("    det (%.0f,%.0f) nucleus %.1f um2 fill %.2f stain %.2f\n", c[j].x,
+                           c[j].y, c[j].nucleus_area * mpp * mpp, c[j].nucleus_area / c[j].area,
+                           c[j].stain);
             }
             save_overlay(id, rgb, w, h, c, n, t, ntr);
             nt += ntr, nd += n, tp += m, imgs++;
@@ -284,15 +307,17 @@ static int run_bccd(const char *root, double min_r, double min_p)
         fclose(f);
         double rec = nt ? (double)tp / nt : 0, prec = nd ? (double)tp / nd : 0;
         printf("bccd %-5s: images %ld, WBC boxes %ld, detections %ld, matched %ld: recall %.3f "
-               "precision %.3f%s\n",
-               splits[s], imgs, nt, nd, tp, rec, prec, failed ? " (some images failed)" : "");
+               "precision %.3f; mean box IoU of matched cells %.2f%s\n",
+               splits[s], imgs, nt, nd, tp, rec, prec, tp ? iou_sum / tp : 0,
+               failed ? " (some images failed)" : "");
         if (rec < min_r || prec < min_p || failed) ok = 0;
         tot_tp += tp, tot_t += nt, tot_d += nd;
         any = 1;
     }
     if (!any) return 77;
-    printf("bccd all  : recall %.3f precision %.3f (thresholds recall >= %.2f, precision >= %.2f)\n",
-           tot_t ? tot_tp / tot_t : 0, tot_d ? tot_tp / tot_d : 0, min_r, min_p);
+    printf(
+        "bccd all  : recall %.3f precision %.3f (thresholds recall >= %.2f, precision >= %.2f)\n",
+        tot_t ? tot_tp / tot_t : 0, tot_d ? tot_tp / tot_d : 0, min_r, min_p);
     return ok ? 0 : 1;
 }
 
@@ -353,12 +378,14 @@ static int run_chula(const char *root, double min_r, double min_p)
             unsigned char *adj = calloc(ntr * n, 1);
             for (size_t i = 0; i < ntr; i++)
                 for (size_t j = 0; j < n; j++)
-                    adj[i * n + j] = t[i].x0 >= c[j].bbox_x && t[i].x0 < c[j].bbox_x + c[j].bbox_w &&
+                    adj[i * n + j] = t[i].x0 >= c[j].bbox_x &&
+                                     t[i].x0 < c[j].bbox_x + c[j].bbox_w &&
                                      t[i].y0 >= c[j].bbox_y && t[i].y0 < c[j].bbox_y + c[j].bbox_h;
             m = max_match(adj, (int)ntr, (int)n, md);
             free(adj);
         } else
-            for (size_t j = 0; j < n; j++) md[j] = -1;
+            for (size_t j = 0; j < n; j++)
+                md[j] = -1;
         long used = 0;
         int dense = (long)ntr >= min_labels;
         if (!dense) {
@@ -394,14 +421,16 @@ static int run_chula(const char *root, double min_r, double min_p)
         imgs++;
         free(t), free(c), free(md), free(rgb);
     }
-    for (size_t k = 0; k < nn; k++) free(names[k]);
+    for (size_t k = 0; k < nn; k++)
+        free(names[k]);
     free(names);
     if (!imgs) return 77;
     double rec_all = nt + nt_sparse ? (double)(tp + sparse_tp) / (nt + nt_sparse) : 0;
     double rec = nt ? (double)tp / nt : 0, prec = nd ? (double)tp / nd : 0;
-    printf("chula all-cells, densely labelled images (>= %d labels): images %ld, labelled cells %ld, "
-           "counted detections %ld, matched %ld, false positives %ld: recall %.3f precision %.3f\n",
-           min_labels, imgs - sparse_imgs, nt, nd, tp, fp, rec, prec);
+    printf(
+        "chula all-cells, densely labelled images (>= %d labels): images %ld, labelled cells %ld, "
+        "counted detections %ld, matched %ld, false positives %ld: recall %.3f precision %.3f\n",
+        min_labels, imgs - sparse_imgs, nt, nd, tp, fp, rec, prec);
     printf("chula all-cells, every image: images %ld, labelled cells %ld, matched %ld: recall %.3f "
            "(precision not measured on the %ld sparsely labelled images)\n",
            imgs, nt + nt_sparse, tp + sparse_tp, rec_all, sparse_imgs);
@@ -412,7 +441,8 @@ static int run_chula(const char *root, double min_r, double min_p)
            "no label), %ld red objects touching the image border (cut cells carry no label)\n",
            excl_nuc, excl_border);
     printf("chula false positives: %ld hold an already-matched label (split or overlapping cell), "
-           "%ld smaller than 25 um2, %ld larger than 70 um2\n", fp_holding, fp_small, fp_big);
+           "%ld smaller than 25 um2, %ld larger than 70 um2\n",
+           fp_holding, fp_small, fp_big);
     printf("chula thresholds: recall >= %.2f, precision >= %.2f%s\n", min_r, min_p,
            failed ? "; some images failed" : "");
     return rec_all >= min_r && prec >= min_p && !failed ? 0 : 1;
@@ -440,7 +470,8 @@ static int run_synth(const char *truth_path, const char *cells_path, double min_
     fclose(f);
     if (load_csv(cells_path)) return 1;
     size_t n = 0;
-    for (size_t i = 0; i < csv_n; i++) n += csv_dets[i].n;
+    for (size_t i = 0; i < csv_n; i++)
+        n += csv_dets[i].n;
     ss_cell_t *c = malloc((n + 1) * sizeof *c);
     n = 0;
     for (size_t i = 0; i < csv_n; i++)
@@ -477,27 +508,35 @@ static int run_synth(const char *truth_path, const char *cells_path, double min_
 int main(int argc, char **argv)
 {
     if (argc < 4) {
-        fprintf(stderr, "usage: cells_eval bccd|chula DATA_DIR MPP [--csv F] [--recall R] "
-                        "[--precision P] [--overlay DIR]\n       cells_eval synth TRUTH.csv CELLS.csv [...]\n");
+        fprintf(
+            stderr,
+            "usage: cells_eval bccd|chula DATA_DIR MPP [--csv F] [--recall R] "
+            "[--precision P] [--overlay DIR]\n       cells_eval synth TRUTH.csv CELLS.csv [...]\n");
         return 2;
     }
     mode = argv[1];
     double min_r = 0, min_p = 0;
     const char *csv = NULL;
     for (int i = 4; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--csv")) csv = argv[i + 1];
-        else if (!strcmp(argv[i], "--recall")) min_r = atof(argv[i + 1]);
-        else if (!strcmp(argv[i], "--precision")) min_p = atof(argv[i + 1]);
-        else if (!strcmp(argv[i], "--overlay")) overlay_dir = argv[i + 1];
-        else if (!strcmp(argv[i], "--min-labels")) min_labels = atoi(argv[i + 1]);
+        if (!strcmp(argv[i], "--csv"))
+            csv = argv[i + 1];
+        else if (!strcmp(argv[i], "--recall"))
+            min_r = atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--precision"))
+            min_p = atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--overlay"))
+            overlay_dir = argv[i + 1];
+        else if (!strcmp(argv[i], "--min-labels"))
+            min_labels = atoi(argv[i + 1]);
     }
     if (!strcmp(mode, "synth")) return run_synth(argv[2], argv[3], min_r, min_p);
     mpp = atof(argv[3]);
     if (csv && load_csv(csv)) return 1;
-    int rc = !strcmp(mode, "bccd") ? run_bccd(argv[2], min_r, min_p)
+    int rc = !strcmp(mode, "bccd")    ? run_bccd(argv[2], min_r, min_p)
              : !strcmp(mode, "chula") ? run_chula(argv[2], min_r, min_p)
                                       : 2;
-    for (size_t i = 0; i < csv_n; i++) free(csv_dets[i].c);
+    for (size_t i = 0; i < csv_n; i++)
+        free(csv_dets[i].c);
     free(csv_dets);
     return rc;
 }

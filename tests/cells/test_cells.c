@@ -15,14 +15,14 @@
 
 static int failures;
 
-#define CHECK(cond, ...)                                                                         \
-    do {                                                                                         \
-        if (!(cond)) {                                                                           \
-            failures++;                                                                          \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                 \
-            fprintf(stderr, __VA_ARGS__);                                                        \
-            fputc('\n', stderr);                                                                 \
-        }                                                                                        \
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            failures++;                                                                            \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                   \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+        }                                                                                          \
     } while (0)
 
 #define W 800
@@ -61,7 +61,8 @@ static void paint(void)
                          cyto[3] = {176, 184, 222}, ncyto[3] = {216, 200, 216},
                          plt[3] = {160, 110, 180};
     for (int y = 0; y < H; y++)
-        for (int x = 0; x < W; x++) memcpy(img[y][x], glass, 3);
+        for (int x = 0; x < W; x++)
+            memcpy(img[y][x], glass, 3);
     double um = 1.0 / MPP;
     /* Red cells on a loose grid, leaving room for the white cells. */
     for (int gy = 0; gy < 6; gy++)
@@ -157,8 +158,10 @@ static void test_all(void)
     ss_cell_list_t l = {0};
     CHECK(!ss_cells_detect(&img[0][0][0], W, H, MPP, &p, &l), "detect all: %s", ss_error_last());
     int red = 0, nuc = 0;
-    for (size_t i = 0; i < l.n; i++) red += l.cells[i].kind == SS_CELL_RED, nuc += l.cells[i].kind == SS_CELL_NUCLEATED;
-    printf("all cells: red truth %d, red detections %d, nucleated detections %d\n", n_red, red, nuc);
+    for (size_t i = 0; i < l.n; i++)
+        red += l.cells[i].kind == SS_CELL_RED, nuc += l.cells[i].kind == SS_CELL_NUCLEATED;
+    printf("all cells: red truth %d, red detections %d, nucleated detections %d\n", n_red, red,
+           nuc);
     CHECK(red == n_red, "expected %d red cells, got %d", n_red, red);
     CHECK(nuc >= n_nucleated - 1, "white cells missing in --cells all (%d)", nuc);
     ss_cell_list_free(&l);
@@ -195,7 +198,8 @@ static void test_tiles(void)
     for (size_t i = 0; i < whole.n; i++) {
         int hits = 0;
         for (size_t j = 0; j < tiled.n; j++)
-            hits += hypot(whole.cells[i].x - tiled.cells[j].x, whole.cells[i].y - tiled.cells[j].y) < 2;
+            hits +=
+                hypot(whole.cells[i].x - tiled.cells[j].x, whole.cells[i].y - tiled.cells[j].y) < 2;
         dup += hits > 1, missing += hits == 0;
     }
     printf("tiles: whole picture %zu cells, tiles %zu cells, duplicated %d, missing %d\n", whole.n,
@@ -220,8 +224,10 @@ static void test_crop_and_pictures(const char *dir)
     CHECK(!memcmp(crop + (48 * 96 + 48) * 3, "\1\2\3", 3), "crop is not centred");
     memcpy(img[100][200], saved, 3);
     ss_cells_crop(&img[0][0][0], W, H, 0, 0, 96, crop + 96 * 96 * 3);
-    CHECK(!memcmp(crop + 96 * 96 * 3, img[0][0], 3), "crop outside the picture must repeat the edge");
-    for (int i = 2; i < 5; i++) ss_cells_crop(&img[0][0][0], W, H, 100 * i, 300, 96, crop + (size_t)i * 96 * 96 * 3);
+    CHECK(!memcmp(crop + 96 * 96 * 3, img[0][0], 3),
+          "crop outside the picture must repeat the edge");
+    for (int i = 2; i < 5; i++)
+        ss_cells_crop(&img[0][0][0], W, H, 100 * i, 300, 96, crop + (size_t)i * 96 * 96 * 3);
     char path[1024];
     snprintf(path, sizeof path, "%s/gallery.png", dir);
     CHECK(!ss_cells_gallery_save(path, crop, 5, 96, 4), "gallery: %s", ss_error_last());
@@ -247,7 +253,8 @@ static void test_crop_and_pictures(const char *dir)
     snprintf(path, sizeof path, "%s/cells.geojson", dir);
     FILE *f = fopen(path, "w");
     int first = 1;
-    CHECK(!ss_geojson_begin(f) && !ss_geojson_add_cells(f, l.cells, l.n, MPP, "pa\"int\".png", &first) &&
+    CHECK(!ss_geojson_begin(f) &&
+              !ss_geojson_add_cells(f, l.cells, l.n, MPP, "pa\"int\".png", &first) &&
               !ss_geojson_end(f),
           "geojson");
     fclose(f);
@@ -322,7 +329,8 @@ static void test_folder(const char *dir)
     CHECK(ss_cell_folder_next(cf, &it) == 0, "stream does not end");
     ss_cell_folder_destroy(&cf);
     CHECK(cf == NULL, "destroy must clear the pointer");
-    CHECK(ss_cell_folder_open("/nonexistent/cells", &cf) == -1 && strstr(ss_error_last(), "/nonexistent/cells"),
+    CHECK(ss_cell_folder_open("/nonexistent/cells", &cf) == -1 &&
+              strstr(ss_error_last(), "/nonexistent/cells"),
           "missing folder error");
     ss_error_clear();
 }

@@ -110,6 +110,14 @@ if not torch.allclose(a, b, atol=1e-6):
     print("FAIL slam_ags: converted model computes something else")
     fails += 1
 
+# a width-scaled model made by the C side: h5 -> pth -> h5 -> C -> pth keeps every tensor
+for w in ("0.125", "0.3"):
+    h5 = f"{work}/w{w}.h5"
+    run(resave, "make", h5, w)
+    run(py, conv, "to-pth", h5, f"{work}/w{w}.pth")
+    sd = torch.load(f"{work}/w{w}.pth")
+    roundtrip(f"width{w}", sd, list(sd))
+
 # a ResNet-50 key is refused with a clear message
 bad = {"conv1.weight": torch.zeros(64, 3, 7, 7), "layer1.0.conv3.weight": torch.zeros(1)}
 torch.save(bad, f"{work}/bad.pth")

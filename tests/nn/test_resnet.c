@@ -2,8 +2,9 @@
  * multiplier and layer3 truncation, a finite-difference check of the whole backward on a tiny
  * model, checkpoint round trips and wrong-checkpoint errors.
  *
- * Also a helper mode for nn.ckpt_convert: `test_nn_resnet resave IN.h5 OUT.h5` loads IN into a
- * model built from its attributes and saves it again.
+ * Also helper modes for nn.ckpt_convert: `test_nn_resnet resave IN.h5 OUT.h5` loads IN into a
+ * model built from its attributes and saves it again; `test_nn_resnet make OUT.h5 WIDTH` saves
+ * a random width-scaled ResNet-18.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -290,6 +291,18 @@ int main(int argc, char **argv)
         printf("resaved %s -> %s (%d tensors)\n", argv[2], argv[3], m->table_len);
         ss_resnet_destroy(&m);
         return 0;
+    }
+    if (argc == 4 && !strcmp(argv[1], "make")) { /* a random width-scaled checkpoint */
+        ss_resnet_config_t c = ss_resnet_config_default(18);
+        c.width_multiplier = atof(argv[3]);
+        c.input_size = 64;
+        c.num_classes = 3;
+        c.seed = 9;
+        ss_resnet_t *m = ss_resnet_new(&c, 1, 0);
+        int rc = !m || ss_resnet_save(m, argv[2]);
+        if (rc) ss_error_report("make failed");
+        ss_resnet_destroy(&m);
+        return rc;
     }
     structure();
     gradient_check();

@@ -218,6 +218,8 @@ static void test_conv(void)
     conv_case(4, 5, 13, 11, 6, 3, 3, 1, 1, 1, 1, 1, 1);
     conv_case(2, 24, 17, 16, 20, 3, 3, 1, 1, 1, 1, 0, 0);
     conv_case(3, 64, 12, 12, 32, 3, 3, 1, 1, 1, 1, 1, 0);
+    conv_case(2, 3, 9, 33, 4, 3, 3, 1, 1, 1, 1, 1, 1);     /* row-strip transforms (>= 16 tiles/row) */
+    conv_case(2, 16, 7, 40, 8, 3, 3, 1, 1, 1, 1, 0, 0);
     ss_conv2d_set_winograd(0); /* the same shapes through im2col */
     conv_case(4, 5, 13, 11, 6, 3, 3, 1, 1, 1, 1, 1, 1);
     conv_case(3, 64, 12, 12, 32, 3, 3, 1, 1, 1, 1, 1, 0);
@@ -226,14 +228,16 @@ static void test_conv(void)
     ss_conv2d_set_work_cap(3000);
     conv_case(5, 3, 9, 7, 4, 3, 3, 1, 1, 1, 1, 1, 1);
     conv_case(7, 8, 6, 6, 16, 3, 3, 2, 2, 1, 1, 0, 0);
+    conv_case(6, 4, 10, 12, 5, 3, 3, 1, 1, 1, 1, 1, 1); /* Winograd dW over several chunks */
     ss_conv2d_set_work_cap(0);
     /* Workspace never grows when the batch shrinks (models size it once for the largest). */
     {
         static const int geo[][7] = {{3, 64, 64, 7, 2, 3, 224}, {64, 64, 56, 3, 1, 1, 0},
                                      {256, 512, 2, 3, 2, 1, 0}, {64, 128, 8, 1, 2, 0, 0},
-                                     {32, 16, 40, 1, 1, 0, 0}};
+                                     {32, 16, 40, 1, 1, 0, 0},   {128, 128, 8, 3, 1, 1, 0},
+                                     {512, 512, 4, 3, 1, 1, 0},  {64, 64, 7, 3, 1, 1, 0}};
         int mono = 1;
-        for (int g = 0; g < 5; g++) {
+        for (int g = 0; g < 8; g++) {
             size_t pf = 0, pb = 0;
             for (int n = 1; n <= 300; n += (n < 40 ? 1 : 37)) {
                 ss_conv2d_t cc;
@@ -505,6 +509,23 @@ static void test_pool(void)
         x[5] = NAN;
         ss_maxpool2d_forward(&pl, y, idx, x);
         expect_true("maxpool NaN propagates", isnan(y[0]) && idx[0] == 5 && isnan(y[3]));
+        x[10] = NAN; /* two NaNs in window (1,1): PyTorch keeps the last one */
+        ss_maxpool2d_forward(&pl, y, idx, x);
+        ss_maxpool2d_forward_naive(&pl, y2, idx2, x);
+        expect_true("maxpool several NaNs: last wins, fast == naive",
+                    idx[3] == 10 && memcmp(idx, idx2, sizeof idx) == 0);
+        /* Same in the interior fast path (window fully inside a larger image). */
+        ss_pool2d_t pb;
+        ss_pool2d_init(&pb, 1, 1, 7, 7, 3, 2, 1);
+        float xb[49], yb[16], yb2[16];
+        int32_t ib[16], ib2[16];
+        for (int i = 0; i < 49; i++)
+            xb[i] = (float)(i % 5);
+        xb[16] = NAN;
+        xb[24] = NAN;
+        ss_maxpool2d_forward(&pb, yb, ib, xb);
+        ss_maxpool2d_forward_naive(&pb, yb2, ib2, xb);
+        expect_true("maxpool interior NaNs/ties: fast == naive", memcmp(ib, ib2, sizeof ib) == 0);
     }
     ss_pool2d_t bad;
     expect_true("pool init rejects pad > k/2", ss_pool2d_init(&bad, 1, 1, 8, 8, 3, 2, 2) == -1);

@@ -44,13 +44,14 @@ int main(void)
     const char *good = "# demo\nname = t1\nset a = 1\nset b = x${a}y\n"
                        "pre = synth slide --out \"${rundir}/my slide.tiff\"\n"
                        "stage tiler = tiler --out @ipc://${rundir}/t ${b}\n"
-                       "stage crop x3 = cell-cropper\nsink count = count --in ${b}\n";
+                       "stage crop x3 = cell-cropper\nsink count = count --in ${b}\nstage enc x${a} = encoder\n";
     char *ov[] = {"a=7", "rundir=/tmp/r"};
     ss_pipeline_t *p = ss_pipeline_load(write_conf(good), 2, ov);
     CHECK(p != NULL, "good file refused: %s", ss_error_buffer());
     if (p) {
         CHECK(!strcmp(p->name, "t1"), "name");
-        CHECK(p->nstages == 3 && p->stages[1].replicas == 3 && p->stages[2].sink, "stages");
+        CHECK(p->nstages == 4 && p->stages[1].replicas == 3 && p->stages[2].sink, "stages");
+        CHECK(ss_pipeline_replicas(p, &p->stages[3]) == 7, "replicas from a variable");
         char *w[16];
         int n = ss_pipeline_words(p, p->stages[0].cmd, w, 16);
         CHECK(n == 4 && !strcmp(w[2], "@ipc:///tmp/r/t") && !strcmp(w[3], "x7y"),
