@@ -218,25 +218,27 @@ static int write_report(const char *rundir, const ss_pipeline_t *pl, proc_t *pro
     return 0;
 }
 
-static int run_pre(const ss_pipeline_t *pl, int quiet)
+/* Run one-shot commands (pre before the stages, post after a successful run) in order. */
+static int run_steps(const ss_pipeline_t *pl, int count, char *const *steps, const char *what,
+                     int quiet)
 {
-    for (int i = 0; i < pl->npre; i++) {
+    for (int i = 0; i < count; i++) {
         char *words[SS_PIPE_MAX_ARGS + 2];
-        int n = ss_pipeline_words(pl, pl->pre[i], words + 1, SS_PIPE_MAX_ARGS);
+        int n = ss_pipeline_words(pl, steps[i], words + 1, SS_PIPE_MAX_ARGS);
         if (n < 0) return -1;
         if (n == 0) continue;
         words[0] = "slidestream";
         words[n + 1] = NULL;
-        if (!quiet) ss_info("run: pre: %s", pl->pre[i]);
+        if (!quiet) ss_info("run: %s: %s", what, steps[i]);
         pid_t pid = spawn(words, NULL);
         int status = 0;
         while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
         ss_pipeline_free_words(words + 1, n);
-        if (pid < 0) return ss_error_system("run", "cannot start pre command '%s'", pl->pre[i]);
+        if (pid < 0) return ss_error_system("run", "cannot start %s command '%s'", what, steps[i]);
         if (!ok_status(status)) {
             char d[128];
             describe_status(status, d, sizeof d);
-            return ss_error("run", "pre command '%s' failed (%s)", pl->pre[i], d);
+            return ss_error("run", "%s command '%s' failed (%s)", what, steps[i], d);
         }
         if (g_interrupted) return ss_error("run", "interrupted");
     }
@@ -318,7 +320,7 @@ int ss_main_run(int argc, char **argv)
     int tty = isatty(STDERR_FILENO) && !sa.quiet;
     if (!sa.quiet) ss_info("run %s: run directory %s", pl->name, rundir);
     double start = ss_now();
-    if (run_pre(pl, sa.quiet)) {
+    if (run_steps(pl, pl->npre, pl->pre, "pre", sa.quiet)) {
         ss_error_report(NULL);
         ss_sock_destroy(&bcast);
         ss_sock_destroy(&status);
@@ -438,9 +440,14 @@ int ss_main_run(int argc, char **argv)
         }
     }
     if (!sa.quiet) draw_progress(pl->name, procs, np, start, tty, 1);
-    double wall = ss_now() - start;
     const char *verdict = "ok";
     int exit_code = 0;
+    if (failed < 0 && !interrupted && run_steps(pl, pl->npost, pl->post, "post", sa.quiet)) {
+        ss_error_report(NULL);
+        verdict = "failed";
+        exit_code = 1;
+    }
+    double wall = ss_now() - start;
     if (failed >= 0 || interrupted) {
         verdict = interrupted ? "interrupted" : "failed";
         exit_code = interrupted ? 130 : 1;

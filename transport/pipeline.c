@@ -67,10 +67,14 @@ static int parse_line(ss_pipeline_t *p, char *line, int lineno)
             return ss_error("pipeline", "%s:%d: bad variable name '%s'", p->path, lineno, w2);
         return ss_pipeline_set(p, w2, rhs);
     }
-    if (nw == 1 && !strcmp(w1, "pre")) {
-        if (p->npre == SS_PIPE_MAX_PRE)
-            return ss_error("pipeline", "%s:%d: too many pre commands", p->path, lineno);
-        if (!(p->pre[p->npre++] = strdup(rhs))) return ss_error("pipeline", "out of memory");
+    if (nw == 1 && (!strcmp(w1, "pre") || !strcmp(w1, "post"))) {
+        int post = !strcmp(w1, "post");
+        int *n = post ? &p->npost : &p->npre;
+        if (*n == SS_PIPE_MAX_PRE)
+            return ss_error("pipeline", "%s:%d: too many %s commands", p->path, lineno, w1);
+        char *c = strdup(rhs);
+        if (!c) return ss_error("pipeline", "out of memory");
+        (post ? p->post : p->pre)[(*n)++] = c;
         return 0;
     }
     if ((nw == 2 || nw == 3) && (!strcmp(w1, "stage") || !strcmp(w1, "sink"))) {
@@ -105,7 +109,7 @@ static int parse_line(ss_pipeline_t *p, char *line, int lineno)
         if (!(s->cmd = strdup(rhs))) return ss_error("pipeline", "out of memory");
         return 0;
     }
-    return ss_error("pipeline", "%s:%d: unknown entry '%s' (want name, set, pre, stage, sink)",
+    return ss_error("pipeline", "%s:%d: unknown entry '%s' (want name, set, pre, stage, sink, post)",
                     p->path, lineno, lhs);
 }
 
@@ -173,6 +177,7 @@ void ss_pipeline_destroy(ss_pipeline_t **pp)
     ss_pipeline_t *p = *pp;
     for (int i = 0; i < p->nvars; i++) free(p->var_key[i]), free(p->var_val[i]);
     for (int i = 0; i < p->npre; i++) free(p->pre[i]);
+    for (int i = 0; i < p->npost; i++) free(p->post[i]);
     for (int i = 0; i < p->nstages; i++) free(p->stages[i].cmd);
     free(p);
     *pp = NULL;

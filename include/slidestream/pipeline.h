@@ -8,6 +8,7 @@
  *   stage cropper x2 = cell-cropper ...  two replicas (named cropper.0, cropper.1);
  *                                        x${n} takes the count from a variable
  *   sink count = count --in ipc://${rundir}/tiles ...
+ *   post = detect ... --gallery ${rundir}/g.png  one-shot commands run after a successful run
  *
  * A run succeeds when every sink exits 0. ${rundir} is the run directory; ${name} the
  * pipeline's name. Commands are split on blanks; double quotes group words.
@@ -37,6 +38,8 @@ typedef struct {
     char *var_val[SS_PIPE_MAX_VARS];
     int npre;
     char *pre[SS_PIPE_MAX_PRE];
+    int npost;
+    char *post[SS_PIPE_MAX_PRE];
     int nstages;
     ss_pipe_stage_t stages[SS_PIPE_MAX_STAGES];
 } ss_pipeline_t;

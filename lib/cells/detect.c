@@ -33,9 +33,6 @@ void ss_cells_params_default(ss_cells_params_t *p, ss_cells_mode_t mode)
     p->split_depth_um = mode == SS_CELLS_ALL ? 0.7 : 1.5;
     p->fragment_max_um2 = 25.0; /* a neutrophil lobe ≈ 8–20 µm²; whole nuclei are larger */
     p->fragment_reach_um = 8.0; /* lobe centres lie within a cell radius of each other */
-    p->cytoplasm_um = 4.0;      /* cytoplasm reaches ≈ 2–4 µm beyond the nucleus */
-    p->cytoplasm_min_od = 0.08; /* summed R+G+B optical density; cytoplasm median ≈ 0.22 */
-    p->cytoplasm_max_red = 0.1; /* OD_G + OD_B − 2·OD_R: cytoplasm ≈ 0, red cells ≈ 0.23 */
     p->cell_threshold = 0;
     p->cell_min_um2 = 10.0; /* microcytes ≈ 20 µm², schistocyte fragments ≥ 10; platelets < 8 */
     p->cell_max_um2 = 400.0;
@@ -267,70 +264,6 @@ static obj_t *object_stats(const int32_t *lab, int nl, const uint8_t *nuc, const
     return o;
 }
 
-/* Extends each nucleated cell from its nucleus into the cytoplasm around it, for its bounding
- * box and area: pixels that are stained (optical density summed over R, G, B above glass noise)
- * but not red-cell coloured (red cells absorb green and blue well above red; white-cell cytoplasm
- * does not: on BCCD OD_G + OD_B − 2·OD_R is ≈ 0.23 in red cells, ≈ 0 in cytoplasm), reached
- * from the nucleus within cytoplasm_um, each pixel going to the nearest nucleus. The centre stays
- * the nucleus centroid. lab: object labels, overwritten. */
-static int add_cytoplasm(const uint8_t *rgb, int w, int h, double mpp, const ss_cells_params_t *p,
-                         const double bg[3], int32_t *lab, const int32_t *cell_of, ss_cell_t *cells,
-                         size_t ncells)
-{
-    size_t n = (size_t)w * h;
-    float *sum = malloc(sizeof(float) * n), *red = malloc(sizeof(float) * n);
-    uint8_t *ok = malloc(n);
-    int *bb = malloc(sizeof(int) * 4 * ncells);
-    double *area = calloc(ncells, sizeof(double));
-    int rc = -1;
-    if (!sum || !red || !ok || !bb || !area) {
-        ss_error("cells", "out of memory (%dx%d image)", w, h);
-        goto done;
-    }
-    double l0[3];
-    for (int c = 0; c < 3; c++)
-        l0[c] = log(bg[c] + 1);
-    for (size_t i = 0; i < n; i++) {
-        const uint8_t *q = rgb + 3 * i;
-        double r = l0[0] - log(q[0] + 1.0), g = l0[1] - log(q[1] + 1.0),
-               b = l0[2] - log(q[2] + 1.0);
-        sum[i] = (float)(r + g + b);
-        red[i] = (float)(g + b - 2 * r);
-        lab[i] = lab[i] ? cell_of[lab[i]] : 0;
-    }
-    int rad = (int)lround(0.3 / mpp);
-    if (box_blur(sum, w, h, rad) || box_blur(red, w, h, rad)) goto done;
-    for (size_t i = 0; i < n; i++)
-        ok[i] = sum[i] > p->cytoplasm_min_od && red[i] < p->cytoplasm_max_red;
-    if (ss_morph_grow(lab, ok, w, h, p->cytoplasm_um / mpp)) goto done;
-    for (size_t k = 0; k < ncells; k++)
-        bb[4 * k] = w, bb[4 * k + 1] = h, bb[4 * k + 2] = -1, bb[4 * k + 3] = -1;
-    for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++) {
-            int32_t k = lab[(size_t)y * w + x] - 1;
-            if (k < 0 || (size_t)k >= ncells) continue;
-            int *b = bb + 4 * k;
-            if (x < b[0]) b[0] = x;
-            if (y < b[1]) b[1] = y;
-            if (x > b[2]) b[2] = x;
-            if (y > b[3]) b[3] = y;
-            area[k]++;
-        }
-    for (size_t k = 0; k < ncells; k++) {
-        int *b = bb + 4 * k;
-        if (b[2] < 0) continue;
-        ss_cell_t *c = &cells[k];
-        c->bbox_x = b[0], c->bbox_y = b[1], c->bbox_w = b[2] - b[0] + 1,
-        c->bbox_h = b[3] - b[1] + 1;
-        c->area = area[k];
-        c->touches_border = b[0] == 0 || b[1] == 0 || b[2] == w - 1 || b[3] == h - 1;
-    }
-    rc = 0;
-done:
-    free(sum), free(red), free(ok), free(bb), free(area);
-    return rc;
-}
-
 static int detect_nucleated(const uint8_t *rgb, int w, int h, double mpp,
                             const ss_cells_params_t *p, const double bg[3], float *stain,
                             uint8_t *nuc, ss_cell_list_t *out)
@@ -339,7 +272,7 @@ static int detect_nucleated(const uint8_t *rgb, int w, int h, double mpp,
     double um2 = mpp * mpp;
     int result = -1;
     uint8_t *grp = malloc(n);
-    int32_t *lab = malloc(sizeof(int32_t) * n), *cell_of = NULL;
+    int32_t *lab = malloc(sizeof(int32_t) * n);
     obj_t *o = NULL;
     if (!grp || !lab) {
         ss_error("cells", "out of memory (%dx%d image)", w, h);
@@ -358,12 +291,6 @@ static int detect_nucleated(const uint8_t *rgb, int w, int h, double mpp,
         goto done;
     }
     merge_fragments(o, nl, p->fragment_max_um2 / um2, p->fragment_reach_um / mpp);
-    size_t first = out->n;
-    cell_of = calloc((size_t)nl + 1, sizeof(int32_t)); /* object → 1 + index of its cell */
-    if (!cell_of) {
-        ss_error("cells", "out of memory for %d objects", nl);
-        goto done;
-    }
     for (int l = 1; l <= nl; l++) {
         obj_t *b = &o[l];
         if (b->merged_into > 0) continue;
@@ -381,20 +308,10 @@ static int detect_nucleated(const uint8_t *rgb, int w, int h, double mpp,
         c.kind = SS_CELL_NUCLEATED;
         c.touches_border = b->border;
         if (ss_cell_list_push(out, &c)) goto done;
-        cell_of[l] = (int32_t)(out->n - first);
     }
-    for (int l = 1; l <= nl; l++) {
-        int r = l, guard = 0;
-        while (o[r].merged_into > 0 && guard++ < nl)
-            r = o[r].merged_into;
-        cell_of[l] = cell_of[r];
-    }
-    if (p->cytoplasm_um > 0 && out->n > first &&
-        add_cytoplasm(rgb, w, h, mpp, p, bg, lab, cell_of, out->cells + first, out->n - first))
-        goto done;
     result = 0;
 done:
-    free(grp), free(lab), free(o), free(cell_of);
+    free(grp), free(lab), free(o);
     return result;
 }
 

@@ -26,8 +26,4 @@ int ss_morph_fill_holes(uint8_t *mask, int w, int h, double max_area);
  * Returns n or -1. */
 int ss_morph_split(const uint8_t *mask, int w, int h, double depth, int32_t *labels);
 
-/* Grows the labelled regions (labels > 0 are seeds) into unlabelled `allowed` pixels, each pixel
- * to the region that reaches it first along 8-connected paths, up to max_dist pixels. */
-int ss_morph_grow(int32_t *labels, const uint8_t *allowed, int w, int h, double max_dist);
-
 #endif

@@ -155,9 +155,6 @@ static int detections_for(const char *img_path, const char *stem, ss_cells_mode_
     if (getenv("CELLS_MEAN")) p.nucleus_min_mean = atof(getenv("CELLS_MEAN"));
     if (getenv("CELLS_FRAG")) p.fragment_max_um2 = atof(getenv("CELLS_FRAG"));
     if (getenv("CELLS_REACH")) p.fragment_reach_um = atof(getenv("CELLS_REACH"));
-    if (getenv("CELLS_CYTO")) p.cytoplasm_um = atof(getenv("CELLS_CYTO"));
-    if (getenv("CELLS_CYTO_OD")) p.cytoplasm_min_od = atof(getenv("CELLS_CYTO_OD"));
-    if (getenv("CELLS_CYTO_RED")) p.cytoplasm_max_red = atof(getenv("CELLS_CYTO_RED"));
     if (getenv("CELLS_MIN")) p.nucleus_min_um2 = atof(getenv("CELLS_MIN"));
     if (getenv("CELLS_CMIN")) p.cell_min_um2 = atof(getenv("CELLS_CMIN"));
     if (getenv("CELLS_CTHR")) p.cell_threshold = atof(getenv("CELLS_CTHR"));
@@ -288,8 +285,9 @@ static int run_bccd(const char *root, double min_r, double min_p)
                                  (double)c[j].bbox_w * c[j].bbox_h - inter;
                     iou_sum += uni > 0 ? inter / uni : 0;
                     if (getenv("CELLS_EVAL_IOU"))
-                        printf("  iou %s %.2f box %.0fx%.0f det %dx%d\n", id, uni > 0 ? inter / uni : 0,
-                               b->x1 - b->x0, b->y1 - b->y0, c[j].bbox_w, c[j].bbox_h);
+                        printf("  iou %s %.2f box %.0fx%.0f det %dx%d\n", id,
+                               uni > 0 ? inter / uni : 0, b->x1 - b->x0, b->y1 - b->y0, c[j].bbox_w,
+                               c[j].bbox_h);
                 }
                 free(adj), free(md);
             }
