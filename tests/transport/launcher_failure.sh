@@ -20,7 +20,7 @@ cat "$dir/e1"
 grep -q "stage 'tiler' failed (exit 2)" "$dir/e1" || { echo "FAIL: failing stage not named"; fail=1; }
 grep -q '"failed_stage": "tiler"' "$dir/r1/report.json" || { echo "FAIL: report lacks failed_stage"; fail=1; }
 
-"$ss" run "$src/pipelines/cells.conf" rundir="$dir/r2" size=12000 --quiet > "$dir/o2" 2> "$dir/e2" &
+"$ss" run "$src/pipelines/cells.conf" rundir="$dir/r2" size=6000 --quiet > "$dir/o2" 2> "$dir/e2" &
 run=$!
 victim=""
 for i in $(seq 1 600); do

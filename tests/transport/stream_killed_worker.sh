@@ -7,7 +7,7 @@ set -u
 ss=${SLIDESTREAM:?SLIDESTREAM not set}
 dir=$(mktemp -d /tmp/ss-kill.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$dir"' EXIT
-"$ss" synth slide --out "$dir/s.tiff" --width 6000 --height 6000 --mpp 0.25 --seed 3 --quiet || exit 1
+"$ss" synth slide --out "$dir/s.tiff" --width 4000 --height 4000 --mpp 0.25 --seed 3 --quiet || exit 1
 
 run() { # $1 = kill or keep
   local tag=$1 ep="ipc://$dir/$1"
