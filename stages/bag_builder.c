@@ -7,7 +7,11 @@
  *   control out: PUSH --next (connects) to the next collector: SLIDE, COUNT, ERROR, END
  * Without --cap, cells stream straight through; with --cap N a bag keeps a seeded sample of N
  * cells (chosen by cell id, so the sample does not depend on arrival order) and is sent when
- * complete. Exit 0 when every bag is complete, 3 when one is not (named on stderr). */
+ * complete. Exit 0 when every bag is complete, 3 when one is not (named on stderr).
+ * With --simulated DIR it is a source instead: it streams the bags that `slidestream bags
+ * simulate` wrote (DIR/bags.csv, DIR/bag_cells.csv), reading each pre-cropped cell image, so
+ * single-cell datasets flow through the same encoders and cache as slides. Cell ids are the
+ * cells' positions within their bag in bag_cells.csv. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +19,8 @@
 
 #include "commands.h"
 #include "slidestream/args.h"
+#include "slidestream/cells.h"
+#include "slidestream/manifest.h"
 #include "slidestream/log.h"
 #include "slidestream/transport.h"
 
@@ -159,9 +165,145 @@ static int close_bag(ss_stage_t *st, ss_sock_t *out, ss_sock_t *next, bag_t *g, 
     return 0;
 }
 
+typedef struct {
+    char bag_id[256], split[64];
+    int label;
+} sim_bag_t;
+
+/* Stream simulated bags. Returns 0, or 1 when stopped, -1 on a fatal error. */
+static int stream_simulated(ss_stage_t *st, const char *dir, ss_sock_t *out, ss_sock_t *next,
+                            double mpp)
+{
+    volatile int *stop = ss_stage_stop_flag(st);
+    char path[4096], line[16384];
+    char *f[16];
+    snprintf(path, sizeof path, "%s/bags.csv", dir);
+    FILE *fb = fopen(path, "r");
+    if (!fb) return ss_error_system("bag-builder", "cannot open %s", path);
+    sim_bag_t *bags = NULL;
+    size_t nb = 0, cap = 0;
+    int lineno = 0, rc = 0;
+    while (fgets(line, sizeof line, fb)) {
+        if (lineno++ == 0) continue; /* header: bag_id,label,split,n_cells,n_witness */
+        int n = ss_csv_split(line, f, 16);
+        if (n < 3 || !*f[0]) {
+            rc = ss_error("bag-builder", "%s:%d: want bag_id,label,split,...", path, lineno);
+            break;
+        }
+        if (nb == cap) {
+            cap = cap ? 2 * cap : 64;
+            sim_bag_t *nbags = realloc(bags, cap * sizeof *nbags);
+            if (!nbags) {
+                rc = ss_error("bag-builder", "out of memory");
+                break;
+            }
+            bags = nbags;
+        }
+        snprintf(bags[nb].bag_id, sizeof bags[nb].bag_id, "%s", f[0]);
+        bags[nb].label = atoi(f[1]);
+        snprintf(bags[nb].split, sizeof bags[nb].split, "%s", f[2]);
+        nb++;
+    }
+    fclose(fb);
+    snprintf(path, sizeof path, "%s/bag_cells.csv", dir);
+    FILE *fc = rc ? NULL : fopen(path, "r");
+    if (!rc && !fc) rc = ss_error_system("bag-builder", "cannot open %s", path);
+    uint64_t *sent = calloc(nb ? nb : 1, sizeof *sent);
+    uint8_t *announced = calloc(nb ? nb : 1, 1);
+    if (!rc && (!sent || !announced)) rc = ss_error("bag-builder", "out of memory");
+    lineno = 0;
+    ss_stage_counts_t *cnt = ss_stage_counts(st);
+    while (!rc && fgets(line, sizeof line, fc)) {
+        if (lineno++ == 0) continue; /* bag_id,cell_id,path,class,instance_label */
+        int n = ss_csv_split(line, f, 16);
+        if (n < 3) {
+            rc = ss_error("bag-builder", "%s:%d: want bag_id,cell_id,path,...", path, lineno);
+            break;
+        }
+        size_t b = 0;
+        while (b < nb && strcmp(bags[b].bag_id, f[0])) b++;
+        if (b == nb) {
+            ss_stage_fault(st, "%s:%d: bag '%s' is not in bags.csv; cell skipped", path, lineno, f[0]);
+            continue;
+        }
+        if (!announced[b]) {
+            char text[1024];
+            snprintf(text, sizeof text, "id=%s\npath=%s\nlabel=%d\nsplit=%s\nmpp=%.6f\nsource=simulated\n",
+                     bags[b].bag_id, dir, bags[b].label, bags[b].split, mpp);
+            ss_msg_header_t sh = ss_msg_header_init(SS_MSG_SLIDE);
+            sh.slide = sh.bag = (uint32_t)b;
+            sh.label = bags[b].label;
+            if (ss_sock_send_text(next, &sh, text, stop)) {
+                rc = 1;
+                break;
+            }
+            announced[b] = 1;
+        }
+        uint8_t *rgb = NULL;
+        int w = 0, h = 0;
+        cnt->in++;
+        if (ss_image_load_rgb(f[2], &rgb, &w, &h)) {
+            ss_stage_fault(st, "bag '%s': %s", bags[b].bag_id, ss_error_last());
+            ss_error_clear();
+            continue;
+        }
+        ss_msg_header_t ch = ss_msg_header_init(SS_MSG_CELL);
+        uint32_t dims[3] = {(uint32_t)h, (uint32_t)w, 3};
+        ss_msg_header_set_payload(&ch, SS_DT_U8, 3, dims);
+        ch.slide = ch.bag = (uint32_t)b;
+        ch.label = bags[b].label;
+        ch.item = sent[b];
+        ch.x = w / 2;
+        ch.y = h / 2;
+        ch.aux[2] = w;
+        ch.aux[3] = h;
+        ch.extra = (uint32_t)(mpp * 1000.0 + 0.5);
+        int r = ss_sock_send(out, &ch, rgb, stop);
+        free(rgb);
+        if (r) {
+            rc = r > 0 ? 1 : -1;
+            break;
+        }
+        sent[b]++;
+        cnt->out++;
+        ss_stage_tick(st);
+    }
+    if (fc) fclose(fc);
+    for (size_t b = 0; rc == 0 && b < nb; b++) {
+        if (!announced[b]) {
+            ss_stage_fault(st, "bag '%s' has no cells in bag_cells.csv", bags[b].bag_id);
+            continue;
+        }
+        ss_msg_header_t c = ss_msg_header_init(SS_MSG_COUNT);
+        c.slide = c.bag = (uint32_t)b;
+        c.label = bags[b].label;
+        c.flags = SS_COUNT_PARTS;
+        c.item = 1;
+        if (ss_sock_send(next, &c, NULL, stop)) rc = 1;
+        c.flags = SS_COUNT_ITEMS;
+        c.item = sent[b];
+        if (!rc && ss_sock_send(next, &c, NULL, stop)) rc = 1;
+    }
+    if (rc == 0) {
+        size_t closed = 0;
+        for (size_t b = 0; b < nb; b++) closed += announced[b];
+        ss_msg_header_t e = ss_msg_header_init(SS_MSG_END);
+        e.item = closed;
+        if (ss_sock_send(next, &e, NULL, stop)) rc = 1;
+        ss_info("bag-builder: %zu simulated bags, %llu cells streamed", closed,
+                (unsigned long long)cnt->out);
+    }
+    free(sent);
+    free(announced);
+    free(bags);
+    return rc;
+}
+
 int ss_main_bag_builder(int argc, char **argv)
 {
     const char *in_ep = NULL, *ctl_ep = NULL, *out_ep = NULL, *next_ep = NULL, *out_dir = NULL;
+    const char *simulated = NULL;
+    double sim_mpp = 0;
     int cap = 0, producers = 1, hwm = 256;
     int64_t seed = 1;
     double idle_timeout = 10;
@@ -172,6 +314,8 @@ int ss_main_bag_builder(int argc, char **argv)
         {"--out", SS_ARG_STRING, &out_ep, "EP", "cells with their bag id (PUSH, binds)", 0, 0},
         {"--next", SS_ARG_STRING, &next_ep, "EP", "the next collector's announcements (PUSH, connects)", 0, 0},
         {"--bags-dir", SS_ARG_STRING, &out_dir, "DIR", "write bags.csv and bag_cells.csv here", 0, 0},
+        {"--simulated", SS_ARG_STRING, &simulated, "DIR", "stream the bags `bags simulate` wrote in DIR (instead of --in/--control)", 0, 0},
+        {"--mpp", SS_ARG_DOUBLE, &sim_mpp, "M", "with --simulated: microns per pixel of the cell images", 0.01, 100},
         {"--cap", SS_ARG_INT, &cap, "N", "keep a seeded sample of at most N cells per bag", 1, 100000000},
         {"--seed", SS_ARG_I64, &seed, "S", "sampling seed (default 1)", 0, 0},
         {"--producers", SS_ARG_INT, &producers, "N", "END messages to wait for (default 1)", 1, 1000000},
@@ -181,10 +325,33 @@ int ss_main_bag_builder(int argc, char **argv)
         {0},
     };
     int rc = ss_args_parse(argc, argv,
-                           "--in EP --control EP --out EP --next EP [options]\n\n"
+                           "--in EP --control EP --out EP --next EP [options]\n"
+                           "       slidestream bag-builder --simulated DIR --mpp M --out EP --next EP\n\n"
                            "Groups each slide's cells into a bag with the slide's label.",
                            args, NULL, NULL);
     if (rc) return rc > 0 ? 0 : (ss_error_report(NULL), 2);
+    if (simulated) {
+        if (ss_args_require("bag-builder", "--out", out_ep) ||
+            ss_args_require("bag-builder", "--next", next_ep)) {
+            ss_error_report(NULL);
+            return 2;
+        }
+        if (sim_mpp <= 0) {
+            ss_error_report("bag-builder: --simulated needs --mpp (microns per pixel of the cell images)");
+            return 2;
+        }
+        ss_log_set_quiet(sa.quiet);
+        ss_stage_t *st = ss_stage_new(sa.name ? sa.name : "bag-builder", sa.status, sa.shutdown);
+        ss_sock_t *out = st ? ss_sock_new(SS_PUSH, out_ep, 1, hwm) : NULL;
+        ss_sock_t *next = out ? ss_sock_new(SS_PUSH, next_ep, 0, 100000) : NULL;
+        int r = next ? stream_simulated(st, simulated, out, next, sim_mpp) : -1;
+        if (r < 0) ss_error_report("bag-builder: cannot start");
+        if (st) ss_stage_flush_status(st, r == 0 ? "done" : "failed");
+        ss_sock_destroy(&next);
+        ss_sock_destroy(&out);
+        ss_stage_destroy(&st);
+        return r == 0 ? 0 : 1;
+    }
     if (ss_args_require("bag-builder", "--in", in_ep) ||
         ss_args_require("bag-builder", "--control", ctl_ep) ||
         ss_args_require("bag-builder", "--out", out_ep) ||

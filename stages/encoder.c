@@ -20,6 +20,8 @@ typedef struct {
     ss_resnet_t *model;
     ss_resnet_output_t which;
     int S, batch, n;
+    int deterministic;      /* one cell per forward pass: results independent of batching */
+    float *y1;              /* (batch, dim) outputs gathered in deterministic mode */
     float *x;               /* (batch, 3, S, S) normalised input */
     ss_msg_header_t *heads; /* (batch) the cells' headers */
     float scale[3], shift[3];
@@ -44,10 +46,24 @@ static void put_crop(batcher_t *b, int i, const uint8_t *rgb, int w, int h)
 static int flush(ss_stage_t *st, ss_sock_t *out, batcher_t *b)
 {
     if (b->n == 0) return 0;
-    if (ss_resnet_forward(b->model, b->x, b->n, 0)) return -1;
     int dim = 0;
-    const float *y = ss_resnet_output(b->model, b->which, &dim);
-    if (!y) return ss_error("encoder", "the model has no such output");
+    const float *y;
+    if (b->deterministic) {
+        /* The same shapes for every cell, so its embedding is bit-identical however the
+         * cells were spread over encoders and batches. */
+        size_t in = (size_t)3 * b->S * b->S;
+        for (int i = 0; i < b->n; i++) {
+            if (ss_resnet_forward(b->model, b->x + i * in, 1, 0)) return -1;
+            const float *o = ss_resnet_output(b->model, b->which, &dim);
+            if (!o) return ss_error("encoder", "the model has no such output");
+            memcpy(b->y1 + (size_t)i * dim, o, (size_t)dim * sizeof *o);
+        }
+        y = b->y1;
+    } else {
+        if (ss_resnet_forward(b->model, b->x, b->n, 0)) return -1;
+        y = ss_resnet_output(b->model, b->which, &dim);
+        if (!y) return ss_error("encoder", "the model has no such output");
+    }
     for (int i = 0; i < b->n; i++) {
         ss_msg_header_t h = b->heads[i];
         h.type = SS_MSG_EMBED;
@@ -69,6 +85,7 @@ int ss_main_encoder(int argc, char **argv)
 {
     const char *in_ep = NULL, *out_ep = NULL, *ckpt = NULL, *feature = "pooled";
     int batch = 32, threads = 0, hwm = 64, wait_ms = 50;
+    batcher_t b = {0};
     ss_stage_args_t sa = {0};
     ss_arg_t args[] = {
         {"--checkpoint", SS_ARG_STRING, &ckpt, "CK.h5", "ResNet checkpoint (HDF5, state_dict names)", 0, 0},
@@ -77,6 +94,7 @@ int ss_main_encoder(int argc, char **argv)
         {"--out", SS_ARG_STRING, &out_ep, "EP", "embeddings (PUSH, connects)", 0, 0},
         {"--batch", SS_ARG_INT, &batch, "N", "cells per forward pass (default 32)", 1, 4096},
         {"--wait-ms", SS_ARG_INT, &wait_ms, "MS", "run a partial batch after MS quiet ms (default 50)", 0, 60000},
+        {"--deterministic", SS_ARG_FLAG, &b.deterministic, NULL, "one cell per forward pass: embeddings bit-identical whatever the batching (slower)", 0, 0},
         {"--threads", SS_ARG_INT, &threads, "N", "compute threads (default: all cores)", 0, 1024},
         {"--hwm", SS_ARG_INT, &hwm, "N", "high-water mark (default 64)", 1, 1000000},
         SS_STAGE_ARGS(sa),
@@ -92,7 +110,6 @@ int ss_main_encoder(int argc, char **argv)
         ss_error_report(NULL);
         return 2;
     }
-    batcher_t b = {0};
     if (!strcmp(feature, "pooled")) b.which = SS_RESNET_FEATURE;
     else if (!strcmp(feature, "projection")) b.which = SS_RESNET_PROJECTION;
     else {
@@ -119,15 +136,17 @@ int ss_main_encoder(int argc, char **argv)
         b.shift[c] = (float)(-b.model->cfg.mean[c] / b.model->cfg.std[c]);
     }
     b.x = malloc((size_t)batch * 3 * b.S * b.S * sizeof *b.x);
+    ss_resnet_output(b.model, b.which, &dim);
+    b.y1 = b.deterministic ? malloc((size_t)batch * (dim > 0 ? dim : 1) * sizeof *b.y1) : NULL;
     b.heads = malloc((size_t)batch * sizeof *b.heads);
     ss_stage_t *st = ss_stage_new(sa.name ? sa.name : "encoder", sa.status, sa.shutdown);
     ss_sock_t *in = st ? ss_sock_new(SS_PULL, in_ep, 0, hwm) : NULL;
     ss_sock_t *out = in ? ss_sock_new(SS_PUSH, out_ep, 0, hwm) : NULL;
-    if (!out || !b.x || !b.heads) {
+    if (!out || !b.x || !b.heads || (b.deterministic && !b.y1)) {
         ss_error_report("encoder: cannot start");
         ss_sock_destroy(&in);
         ss_stage_destroy(&st);
-        free(b.x), free(b.heads);
+        free(b.x), free(b.heads), free(b.y1);
         ss_resnet_destroy(&b.model);
         return 1;
     }
@@ -190,6 +209,7 @@ int ss_main_encoder(int argc, char **argv)
     ss_stage_destroy(&st);
     free(b.x);
     free(b.heads);
+    free(b.y1);
     ss_resnet_destroy(&b.model);
     return exit_code;
 }
