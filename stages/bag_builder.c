@@ -416,19 +416,11 @@ int ss_main_bag_builder(int argc, char **argv)
             if ((open == 0 && bags.n >= announced) || ss_now() - last_activity > idle_timeout)
                 break;
         }
-        int which = ss_stage_poll(st, socks, 2, 200);
-        if (which == -2) {
+        ss_msg_t m;
+        int r = ss_stage_next(st, socks, 2, 200, &m, NULL);
+        if (r == -2) {
             stopped = 1;
             break;
-        }
-        if (which < 0) continue;
-        ss_msg_t m;
-        char why[256];
-        int r = ss_sock_recv(socks[which], &m, 0, why, sizeof why);
-        if (r == 2) {
-            cnt->rejected++;
-            ss_stage_fault(st, "rejected a malformed message: %s", why);
-            continue;
         }
         if (r != 1) continue;
         last_activity = ss_now();
@@ -494,10 +486,7 @@ int ss_main_bag_builder(int argc, char **argv)
             break;
         }
         case SS_MSG_COUNT: {
-            int e = m.h.flags == SS_COUNT_PARTS
-                        ? ss_tally_parts(tally, m.h.slide, m.h.item)
-                        : ss_tally_part_items(tally, m.h.slide, m.h.part, m.h.item);
-            if (e) {
+            if (ss_tally_count(tally, &m.h)) {
                 ss_stage_fault(st, "%s", ss_error_last());
                 ss_error_clear();
             }

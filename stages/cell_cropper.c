@@ -138,17 +138,9 @@ int ss_main_cell_cropper(int argc, char **argv)
     ss_stage_counts_t *c = ss_stage_counts(st);
     int exit_code = 0;
     for (;;) {
-        int which = ss_stage_poll(st, &in, 1, 500);
-        if (which == -2) break;
-        if (which < 0) continue;
         ss_msg_t m;
-        char why[256];
-        int r = ss_sock_recv(in, &m, 0, why, sizeof why);
-        if (r == 2) {
-            c->rejected++;
-            ss_stage_fault(st, "rejected a malformed message: %s", why);
-            continue;
-        }
+        int r = ss_stage_next(st, &in, 1, 500, &m, NULL);
+        if (r == -2) break;
         if (r != 1) continue;
         if (m.h.type != SS_MSG_TILE) {
             c->rejected++;

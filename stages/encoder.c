@@ -157,9 +157,10 @@ int ss_main_encoder(int argc, char **argv)
     ss_stage_counts_t *c = ss_stage_counts(st);
     int exit_code = 0;
     for (;;) {
-        int which = ss_stage_poll(st, &in, 1, b.n ? wait_ms : 500);
-        if (which == -2) break;
-        if (which < 0) {
+        ss_msg_t m;
+        int r = ss_stage_next(st, &in, 1, b.n ? wait_ms : 500, &m, NULL);
+        if (r == -2) break;
+        if (r != 1) {
             int r = flush(st, out, &b);
             if (r > 0) break;
             if (r < 0) {
@@ -169,15 +170,6 @@ int ss_main_encoder(int argc, char **argv)
             }
             continue;
         }
-        ss_msg_t m;
-        char why[256];
-        int r = ss_sock_recv(in, &m, 0, why, sizeof why);
-        if (r == 2) {
-            c->rejected++;
-            ss_stage_fault(st, "rejected a malformed message: %s", why);
-            continue;
-        }
-        if (r != 1) continue;
         if (m.h.type != SS_MSG_CELL) {
             c->rejected++;
             ss_stage_fault(st, "expected CELL messages, got %s", ss_msg_type_name(m.h.type));

@@ -172,6 +172,28 @@ int ss_stage_poll(ss_stage_t *st, ss_sock_t **socks, int n, int timeout_ms)
     }
 }
 
+int ss_stage_next(ss_stage_t *st, ss_sock_t **socks, int n, int timeout_ms, ss_msg_t *m,
+                  int *which)
+{
+    int i = ss_stage_poll(st, socks, n, timeout_ms);
+    if (i == -2) return -2;
+    if (i < 0) return 0;
+    char why[256];
+    int r = ss_sock_recv(socks[i], m, 0, why, sizeof why);
+    if (r == 2) {
+        st->counts.rejected++;
+        ss_stage_fault(st, "rejected a malformed message on %s: %s", ss_sock_endpoint(socks[i]),
+                       why);
+        return 0;
+    }
+    if (r != 1) {
+        ss_error_clear();
+        return 0;
+    }
+    if (which) *which = i;
+    return 1;
+}
+
 ss_stage_counts_t *ss_stage_counts(ss_stage_t *st)
 {
     return &st->counts;

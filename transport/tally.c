@@ -203,6 +203,12 @@ int ss_tally_item(ss_tally_t *t, uint32_t slide, uint32_t part, uint64_t item)
     return 0;
 }
 
+int ss_tally_count(ss_tally_t *t, const ss_msg_header_t *h)
+{
+    return h->flags == SS_COUNT_PARTS ? ss_tally_parts(t, h->slide, h->item)
+                                      : ss_tally_part_items(t, h->slide, h->part, h->item);
+}
+
 int ss_tally_complete(const ss_tally_t *t, uint32_t slide)
 {
     const slide_t *s = find(t, slide, NULL);

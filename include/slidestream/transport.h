@@ -93,6 +93,12 @@ int ss_stage_stopping(ss_stage_t *st);
  * when the stage must stop. Sends status when due. */
 int ss_stage_poll(ss_stage_t *st, ss_sock_t **socks, int n, int timeout_ms);
 
+/* ss_stage_poll + receive: waits up to timeout_ms for a message on any of `socks`. Returns 1
+ * with *m filled (and *which = its socket's index), 0 when nothing came, -2 when the stage must
+ * stop. A malformed message is counted as rejected, reported, and skipped (returns 0). */
+int ss_stage_next(ss_stage_t *st, ss_sock_t **socks, int n, int timeout_ms, ss_msg_t *m,
+                  int *which);
+
 /* Let the stage send status when due and check for shutdown; for loops that never poll. */
 void ss_stage_tick(ss_stage_t *st);
 
@@ -126,6 +132,8 @@ int ss_tally_part_items(ss_tally_t *t, uint32_t slide, uint32_t part, uint64_t n
 /* Returns 0 for a new item, 1 for a duplicate (not counted), -1 on error. */
 int ss_tally_item(ss_tally_t *t, uint32_t slide, uint32_t part, uint64_t item);
 int ss_tally_complete(const ss_tally_t *t, uint32_t slide);
+/* Apply a COUNT message (parts of a slide, or items of a part). */
+int ss_tally_count(ss_tally_t *t, const ss_msg_header_t *h);
 uint64_t ss_tally_items(const ss_tally_t *t, uint32_t slide);
 /* Slides seen (announced or with data), in increasing id order: fills up to n ids. */
 size_t ss_tally_slides(const ss_tally_t *t, uint32_t *ids, size_t n);
