@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <vips/vips.h>
 
@@ -50,6 +51,7 @@ static const char USAGE_SLIDE[] =
     "  --manifest FILE.csv    append a row slide_id,path,label for this slide (header written\n"
     "                         when the file is new), so generated slides feed pipelines\n"
     "  --label N              the label for that row (default: 1 if --witness-rate > 0, else 0)\n"
+    "  --if-missing           keep FILE.tiff when it already exists (pipelines re-run cheaply)\n"
     "  --quiet                no progress lines\n";
 
 static const char USAGE_CELLS[] =
@@ -202,6 +204,7 @@ static int main_slide(int argc, char **argv)
     ss_synth_slide_opts_default(&o);
     const char *out = NULL, *truth = NULL, *manifest = NULL;
     int64_t w = 0, h = 0, label = -1;
+    int if_missing = 0;
     for (int i = 1; i < argc; i++) {
         char name[64];
         const char *f = flag_name(argv[i], name, sizeof name);
@@ -211,6 +214,10 @@ static int main_slide(int argc, char **argv)
         }
         if (!strcmp(f, "--quiet")) {
             ss_log_set_quiet(1);
+            continue;
+        }
+        if (!strcmp(f, "--if-missing")) {
+            if_missing = 1;
             continue;
         }
         if (strncmp(f, "--", 2) ||
@@ -250,7 +257,9 @@ static int main_slide(int argc, char **argv)
     o.width = w;
     o.height = h;
     slide_truth = truth;
-    int rc = run_with_vips(slide_work, &o, out);
+    /* --if-missing: a slide that is already there (the user's own, or an earlier run's) is
+     * kept as it is; only the manifest row is added. */
+    int rc = if_missing && access(out, F_OK) == 0 ? 0 : run_with_vips(slide_work, &o, out);
     if (rc == 0 && manifest &&
         manifest_append(manifest, out, label >= 0 ? (int)label : o.witness_rate > 0)) {
         ss_error_report(NULL);
