@@ -11,7 +11,7 @@ mkdir -p "$work/corpus"
 import struct, sys, os
 out = sys.argv[1]
 def hdr(t, dtype=0, shape=(0,0,0,0), payload=b'', flags=0, aux=(0,0,0,0), scale=1.0, extra=0):
-    h = struct.pack('<IHHIIIiQqq4IBBHI4ifII', 0x4d545353, 1, t, 1, 2, 3, -1, 4, 10, 20,
+    h = struct.pack('<IHHIIIiQqq4IBBHI4ifIII', 0x4d545353, 1, t, 1, 2, 3, -1, 4, 10, 20,
                     *shape, dtype, flags, 0, len(payload), *aux, scale, extra, 0, 0)
     assert len(h) == 104
     return bytes([1]) + h + payload
