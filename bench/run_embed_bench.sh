@@ -32,5 +32,27 @@ print("%s encoder(s) x %s thread(s): %d cells in %.1f s = %.1f cells/s; efficien
       "inference %.0f%%" % (n, t, cells, wall, cells / wall, 100 * cells / wall / bare))
 PY
 }
+echo "slide → cache (tiler, 2 cell-croppers, bag-builder, encoders and cache-writer share the 2 cores):"
 run_one 1 2
 run_one 2 1
+
+# The embedding stage on its own: pre-cropped cells (simulated bags) → encoders → cache, so
+# the encoders do nearly all the work; this is the stage's efficiency against bare inference.
+sim_one() { # encoders threads_each
+  local n=$1 t=$2 rd="$work/sim-$1"
+  rm -rf "$rd"
+  "$ss" run "$root/pipelines/simulate.conf" rundir="$rd" checkpoint="$work/ck.h5" per_class=1500 \
+        bags=24 test_bags=0 bag_size=60 encoders="$n" threads="$t" --quiet > /dev/null
+  /usr/bin/python3 - "$rd" "$bare" "$n" "$t" <<'PY'
+import json, sys, glob, h5py
+rd, bare, n, t = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
+rep = json.load(open(rd + "/report.json"))
+cells = sum(h5py.File(p, "r")["features"].shape[0] for p in glob.glob(rd + "/cache/*.h5"))
+wall = max(s["wall_s"] for s in rep["stages"])
+print("%s encoder(s) x %s thread(s): %d cells in %.1f s = %.1f cells/s; efficiency vs bare "
+      "inference %.0f%%" % (n, t, cells, wall, cells / wall, 100 * cells / wall / bare))
+PY
+}
+echo "cell images → cache (the embedding stage alone):"
+sim_one 1 2
+sim_one 2 1
