@@ -40,7 +40,8 @@ if [ "$mode" = demo ]; then
   rm -rf "$out"
   ./build/stages/slidestream run pipelines/demo.conf rundir="runs/demo"
   echo
-  echo "demo output: $out (report.json, collected.json, masks/*.geojson, logs/)"
+  echo "demo output: $out — cache/*.h5 (embeddings), bags/ (bag manifest), masks/*.geojson,"
+  echo "  gallery-abnormal.png, overlay-abnormal.png, cells-abnormal.geojson, report.json, logs/"
   exit 0
 fi
 [ "$mode" = build ] && exit 0

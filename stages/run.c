@@ -229,7 +229,14 @@ static int run_steps(const ss_pipeline_t *pl, int count, char *const *steps, con
         if (n == 0) continue;
         words[0] = "slidestream";
         words[n + 1] = NULL;
-        if (!quiet) ss_info("run: %s: %s", what, steps[i]);
+        if (!quiet) {
+            char line[2048];
+            size_t len = 0;
+            for (int k = 1; k <= n && len < sizeof line - 1; k++)
+                len += (size_t)snprintf(line + len, sizeof line - len, "%s%s", k > 1 ? " " : "",
+                                        words[k]);
+            ss_info("run: %s: %s", what, line);
+        }
         pid_t pid = spawn(words, NULL);
         int status = 0;
         while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
