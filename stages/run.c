@@ -354,8 +354,10 @@ int ss_main_run(int argc, char **argv)
             }
             proc_t *p = &procs[np];
             memset(p, 0, sizeof *p);
-            if (reps > 1 || stg->replicas == 0) snprintf(p->name, sizeof p->name, "%s.%d", stg->name, r);
-            else snprintf(p->name, sizeof p->name, "%s", stg->name);
+            char name[sizeof p->name];
+            if (reps > 1 || stg->replicas == 0) snprintf(name, sizeof name, "%.70s.%d", stg->name, r);
+            else snprintf(name, sizeof name, "%s", stg->name);
+            memcpy(p->name, name, sizeof name);
             p->sink = stg->sink;
             snprintf(p->log, sizeof p->log, "%s/%s.log", logdir, p->name);
             words[0] = "slidestream";
