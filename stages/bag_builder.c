@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "commands.h"
 #include "slidestream/args.h"
@@ -35,6 +36,7 @@ typedef struct {
     char id[256], split[64], path[1024];
     int label;
     int done;        /* bag closed and announced downstream */
+    uint64_t faults; /* upstream ERROR records (e.g. an unreadable tile): cells are missing */
     uint64_t sent;   /* cells passed on */
     held_t *held;    /* --cap only */
     size_t nheld, capheld;
@@ -155,11 +157,15 @@ static int close_bag(ss_stage_t *st, ss_sock_t *out, ss_sock_t *next, bag_t *g, 
         csv_field(bags_csv, g->id);
         fprintf(bags_csv, ",%d,", g->label);
         csv_field(bags_csv, g->split);
-        fprintf(bags_csv, ",%llu,%s,", (unsigned long long)g->sent, complete ? "1" : "0");
+        fprintf(bags_csv, ",%llu,%s,%llu,", (unsigned long long)g->sent, complete ? "1" : "0",
+                (unsigned long long)g->faults);
         csv_field(bags_csv, g->path);
         fputc('\n', bags_csv);
         fflush(bags_csv);
     }
+    if (g->faults)
+        ss_warn("bag-builder: bag '%s': %llu upstream faults (see the tiler's log): the cells of "
+                "the tiles that failed are not in the bag", g->id, (unsigned long long)g->faults);
     ss_info("bag-builder: bag '%s' (label %d): %llu cells%s", g->id, g->label,
             (unsigned long long)g->sent, complete ? "" : " — INCOMPLETE");
     return 0;
@@ -199,8 +205,15 @@ static int stream_simulated(ss_stage_t *st, const char *dir, ss_sock_t *out, ss_
             }
             bags = nbags;
         }
+        char *end;
+        long lab = strtol(f[1], &end, 10);
+        if (!*f[1] || *end || lab < 0 || lab > 1000000) {
+            rc = ss_error("bag-builder", "%s:%d: label '%s' is not a class number >= 0", path,
+                          lineno, f[1]);
+            break;
+        }
         snprintf(bags[nb].bag_id, sizeof bags[nb].bag_id, "%s", f[0]);
-        bags[nb].label = atoi(f[1]);
+        bags[nb].label = (int)lab;
         snprintf(bags[nb].split, sizeof bags[nb].split, "%s", f[2]);
         nb++;
     }
@@ -373,7 +386,7 @@ int ss_main_bag_builder(int argc, char **argv)
             if (bags_csv) fclose(bags_csv);
             return 1;
         }
-        fprintf(bags_csv, "bag_id,label,split,n_cells,complete,path\n");
+        fprintf(bags_csv, "bag_id,label,split,n_cells,complete,faults,path\n");
         fprintf(cells_csv, "bag_id,cell_id,x,y,bbox_x,bbox_y,bbox_w,bbox_h,area\n");
     }
     ss_stage_t *st = ss_stage_new(sa.name ? sa.name : "bag-builder", sa.status, sa.shutdown);
@@ -384,6 +397,7 @@ int ss_main_bag_builder(int argc, char **argv)
     ss_tally_t *tally = next ? ss_tally_new(0) : NULL;
     if (!tally) {
         ss_error_report("bag-builder: cannot start");
+        ss_sock_destroy(&next);
         ss_sock_destroy(&out);
         ss_sock_destroy(&ctl);
         ss_sock_destroy(&in);
@@ -429,8 +443,10 @@ int ss_main_bag_builder(int argc, char **argv)
             if (m.h.type == SS_MSG_END) {
                 ends++;
                 announced += m.h.item;
-            } else if (ss_sock_send(next, &m.h, m.data, stop)) {
-                stopped = 1;
+            } else {
+                for (size_t i = 0; i < bags.n; i++)
+                    if (bags.bags[i].slide == m.h.slide) bags.bags[i].faults++;
+                if (ss_sock_send(next, &m.h, m.data, stop)) stopped = 1;
             }
             ss_msg_release(&m);
             if (stopped) break;
@@ -537,7 +553,13 @@ int ss_main_bag_builder(int argc, char **argv)
         free(bags.bags[i].held);
     }
     free(bags.bags);
-    if (bags_csv) {
+    if (bags_csv && stopped) {
+        /* A stopped run keeps the previous manifest; its partial one goes. */
+        fclose(bags_csv);
+        fclose(cells_csv);
+        unlink(bags_path);
+        unlink(cells_path);
+    } else if (bags_csv) {
         int bad = fclose(bags_csv) | fclose(cells_csv);
         char final[4096];
         snprintf(final, sizeof final, "%s/bags.csv", out_dir);

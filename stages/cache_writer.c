@@ -167,6 +167,7 @@ int ss_main_cache_writer(int argc, char **argv)
     ss_tally_t *tally = ctl ? ss_tally_new(0) : NULL;
     if (!tally) {
         ss_error_report("cache-writer: cannot start");
+        ss_sock_destroy(&ctl);
         ss_sock_destroy(&in);
         ss_stage_destroy(&st);
         return 1;
@@ -214,15 +215,24 @@ int ss_main_cache_writer(int argc, char **argv)
                 break;
             }
             if (m.h.type == SS_MSG_EMBED) {
-                int d = b->done ? 1 : ss_tally_item(tally, m.h.slide, 0, m.h.item);
-                if (d) {
+                int d = (int)m.h.shape[0] != W.id.dim ? 2
+                        : b->done                      ? 3
+                                                       : ss_tally_item(tally, m.h.slide, 0, m.h.item);
+                if (d == 2) {
+                    /* A mis-configured encoder: the bag must not be finished without it. */
+                    ss_stage_fault(st, "bag '%s': embedding of width %u, the checkpoint's is %d "
+                                   "(encoders and cache-writer must use the same checkpoint "
+                                   "and --feature)", b->id, m.h.shape[0], W.id.dim);
+                    ss_cache_writer_abort(&b->w);
+                    b->failed = 1;
+                } else if (d == 3) {
+                    ss_stage_fault(st, "bag '%s': embedding of cell %llu arrived after the bag "
+                                   "was written", b->id, (unsigned long long)m.h.item);
+                } else if (d) {
                     ss_stage_fault(st, "bag '%s': embedding of cell %llu %s", b->id,
                                    (unsigned long long)m.h.item,
                                    d == 1 ? "arrived twice" : ss_error_last());
                     ss_error_clear();
-                } else if ((int)m.h.shape[0] != W.id.dim) {
-                    ss_stage_fault(st, "bag '%s': embedding of width %u, the checkpoint's is %d",
-                                   b->id, m.h.shape[0], W.id.dim);
                 } else if (!b->failed) {
                     memcpy(vec, m.data, (size_t)W.id.dim * sizeof *vec);
                     cnt->in++;

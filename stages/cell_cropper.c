@@ -129,6 +129,7 @@ int ss_main_cell_cropper(int argc, char **argv)
     if (!ctl || !crop_buf) {
         ss_error_report("cell-cropper: cannot start");
         free(crop_buf);
+        ss_sock_destroy(&ctl);
         ss_sock_destroy(&out);
         ss_sock_destroy(&in);
         ss_stage_destroy(&st);

@@ -144,6 +144,7 @@ int ss_main_encoder(int argc, char **argv)
     ss_sock_t *out = in ? ss_sock_new(SS_PUSH, out_ep, 0, hwm) : NULL;
     if (!out || !b.x || !b.heads || (b.deterministic && !b.y1)) {
         ss_error_report("encoder: cannot start");
+        ss_sock_destroy(&out);
         ss_sock_destroy(&in);
         ss_stage_destroy(&st);
         free(b.x), free(b.heads), free(b.y1);

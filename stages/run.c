@@ -345,7 +345,12 @@ int ss_main_run(int argc, char **argv)
             failed = np;
             break;
         }
-        for (int r = 0; r < reps && np < MAX_PROCS; r++) {
+        if (np + reps > MAX_PROCS) {
+            ss_error("run", "%s: more than %d stage processes", pl->path, MAX_PROCS);
+            failed = np;
+            break;
+        }
+        for (int r = 0; r < reps; r++) {
             int n = ss_pipeline_words(pl, stg->cmd, words + 1, SS_PIPE_MAX_ARGS);
             if (n <= 0) {
                 if (n == 0) ss_error("run", "%s:%d: empty command", pl->path, stg->line);

@@ -21,6 +21,14 @@ struct ss_sock {
 
 static void *g_ctx;
 static volatile int g_dropping; /* set when the process is stopping: close without lingering */
+static int (*g_stop_check)(void *); /* the stage's shutdown check, polled while a send waits */
+static void *g_stop_arg;
+
+void ss_transport_set_stop_check(int (*fn)(void *), void *arg)
+{
+    g_stop_check = fn;
+    g_stop_arg = arg;
+}
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 static void ctx_init(void)
@@ -162,7 +170,8 @@ void ss_msg_release(ss_msg_t *m)
 static int wait_writable(void *zs, volatile int *stop)
 {
     for (int first = 1;; first = 0) {
-        if (!first && stop && *stop) return 1;
+        if (!first && ((stop && *stop) || g_dropping || (g_stop_check && g_stop_check(g_stop_arg))))
+            return 1;
         zmq_pollitem_t it = {zs, 0, ZMQ_POLLOUT, 0};
         int rc = zmq_poll(&it, 1, first ? 0 : 100);
         if (rc > 0) return 0;

@@ -37,6 +37,15 @@ static void on_signal(int sig)
     ss_transport_drop_pending(); /* only sets a flag: async-signal-safe */
 }
 
+static void check_shutdown(ss_stage_t *st);
+
+static int stop_check(void *arg)
+{
+    ss_stage_t *st = arg;
+    check_shutdown(st);
+    return st->stop;
+}
+
 ss_stage_t *ss_stage_new(const char *name, const char *status_ep, const char *shutdown_ep)
 {
     ss_stage_t *st = calloc(1, sizeof *st);
@@ -57,6 +66,7 @@ ss_stage_t *ss_stage_new(const char *name, const char *status_ep, const char *sh
     if (status_ep && *status_ep && !(st->status = ss_sock_new(SS_PUSH, status_ep, 0, 1000)))
         goto fail;
     if (st->status) ss_sock_set_linger(st->status, 500); /* status is best-effort */
+    ss_transport_set_stop_check(stop_check, st);
     if (shutdown_ep && *shutdown_ep &&
         !(st->shutdown = ss_sock_new(SS_SUB, shutdown_ep, 0, 100)))
         goto fail;
@@ -71,6 +81,7 @@ void ss_stage_destroy(ss_stage_t **sp)
 {
     if (!sp || !*sp) return;
     ss_stage_t *st = *sp;
+    ss_transport_set_stop_check(NULL, NULL);
     ss_sock_destroy(&st->status);
     ss_sock_destroy(&st->shutdown);
     if (st->progress) ss_progress_destroy(&st->progress);

@@ -87,8 +87,17 @@ static slide_t *get(ss_tally_t *t, uint32_t id)
     return s;
 }
 
+/* Parts (tiles) per slide we accept: far above any real slide (a 200k x 200k slide in 256 px
+ * tiles has ~600k), low enough that a hostile count cannot exhaust memory. */
+#define MAX_PARTS (1u << 24)
+
 static part_t *get_part(slide_t *s, uint32_t part)
 {
+    if (part >= MAX_PARTS) {
+        ss_error("tally", "slide %u: part %u is beyond the %u parts a slide may have", s->id,
+                 part, MAX_PARTS);
+        return NULL;
+    }
     if (part >= s->cap_parts) {
         size_t cap = s->cap_parts ? s->cap_parts : 64;
         while (cap <= part) cap *= 2;
@@ -120,8 +129,8 @@ int ss_tally_parts(ss_tally_t *t, uint32_t slide, uint64_t nparts)
     if (s->nparts >= 0 && (uint64_t)s->nparts != nparts)
         return ss_error("tally", "slide %u announced %llu parts after %lld", slide,
                         (unsigned long long)nparts, (long long)s->nparts);
-    if (nparts > UINT32_MAX) return ss_error("tally", "slide %u: %llu parts", slide,
-                                             (unsigned long long)nparts);
+    if (nparts > MAX_PARTS) return ss_error("tally", "slide %u: %llu parts (at most %u)", slide,
+                                            (unsigned long long)nparts, MAX_PARTS);
     if (s->max_part_seen > nparts)
         return ss_error("tally", "slide %u announced %llu parts but part %zu arrived", slide,
                         (unsigned long long)nparts, s->max_part_seen - 1);

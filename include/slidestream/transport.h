@@ -32,6 +32,9 @@ void ss_sock_destroy(ss_sock_t **s);
  * to leave (up to each socket's linger). Mains call it (via ss_stage_destroy) before exit. */
 void ss_transport_term(void);
 void ss_transport_drop_pending(void);
+/* A check polled every 100 ms while a send waits at the HWM: non-zero abandons the send. The
+ * stage runtime registers its shutdown/signal check here. */
+void ss_transport_set_stop_check(int (*fn)(void *), void *arg);
 void ss_sock_set_linger(ss_sock_t *s, int ms);
 void *ss_sock_handle(ss_sock_t *s);
 const char *ss_sock_endpoint(const ss_sock_t *s); /* as bound/connected, without @/> */

@@ -186,6 +186,13 @@ ss_manifest_t *ss_manifest_from_paths(int n, char **paths)
         snprintf(id, sizeof id, "%s", base);
         char *dot = strrchr(id, '.');
         if (dot && dot != id) *dot = '\0';
+        for (size_t k = 0; k < m->n; k++)
+            if (!strcmp(m->rows[k].slide_id, id)) {
+                ss_error("manifest", "slides '%s' and '%s' would both be called '%s'; give a "
+                         "manifest with distinct slide_id values", m->rows[k].path, paths[i], id);
+                ss_manifest_destroy(&m);
+                return NULL;
+            }
         ss_manifest_row_t *r = &m->rows[m->n++];
         r->label = -1;
         r->slide_id = dup_or_null(id);
