@@ -16,21 +16,24 @@ echo "openblas core: $(OPENBLAS_VERBOSE=2 "$root/$build/bench/embed_infer_bench"
 bare=$("$root/$build/bench/embed_infer_bench" ck.h5 32 2 10 | sed -n 's/images_per_s=\([0-9.]*\).*/\1/p')
 echo "bare NN-core inference (resnet18 width $width, 96 px, batch 32, 2 threads): $bare images/s"
 
+report() { # rundir encoders threads: cells/s from the cache files and the stages' wall time
+  /usr/bin/python3 - "$1" "$bare" "$2" "$3" <<'PY'
+import json, sys, glob, h5py
+rd, bare, n, t = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
+rep = json.load(open(rd + "/report.json"))
+cells = sum(h5py.File(p, "r")["features"].shape[0] for p in glob.glob(rd + "/cache/*.h5"))
+wall = max(s["wall_s"] for s in rep["stages"])  # the pre steps are excluded
+print("%s encoder(s) x %s thread(s): %d cells in %.1f s = %.1f cells/s; efficiency vs bare "
+      "inference %.0f%%" % (n, t, cells, wall, cells / wall, 100 * cells / wall / bare))
+PY
+}
+
 run_one() { # encoders threads_each
   local n=$1 t=$2 rd="$work/run-$1"
   rm -rf "$rd"
   "$ss" run "$root/pipelines/embed.conf" rundir="$rd" checkpoint="$work/ck.h5" size="$size" \
         encoders="$n" threads="$t" --quiet > /dev/null
-  /usr/bin/python3 - "$rd" "$bare" "$n" "$t" <<'PY'
-import json, sys, glob, h5py
-rd, bare, n, t = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
-rep = json.load(open(rd + "/report.json"))
-cells = sum(h5py.File(p, "r")["features"].shape[0] for p in glob.glob(rd + "/cache/*.h5"))
-# stage time: from the first stage start to the sink's end (the pre steps are excluded)
-wall = max(s["wall_s"] for s in rep["stages"])
-print("%s encoder(s) x %s thread(s): %d cells in %.1f s = %.1f cells/s; efficiency vs bare "
-      "inference %.0f%%" % (n, t, cells, wall, cells / wall, 100 * cells / wall / bare))
-PY
+  report "$rd" "$n" "$t"
 }
 echo "slide → cache (tiler, 2 cell-croppers, bag-builder, encoders and cache-writer share the 2 cores):"
 run_one 1 2
@@ -43,15 +46,7 @@ sim_one() { # encoders threads_each
   rm -rf "$rd"
   "$ss" run "$root/pipelines/simulate.conf" rundir="$rd" checkpoint="$work/ck.h5" per_class=1500 \
         bags=24 test_bags=0 bag_size=60 encoders="$n" threads="$t" --quiet > /dev/null
-  /usr/bin/python3 - "$rd" "$bare" "$n" "$t" <<'PY'
-import json, sys, glob, h5py
-rd, bare, n, t = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
-rep = json.load(open(rd + "/report.json"))
-cells = sum(h5py.File(p, "r")["features"].shape[0] for p in glob.glob(rd + "/cache/*.h5"))
-wall = max(s["wall_s"] for s in rep["stages"])
-print("%s encoder(s) x %s thread(s): %d cells in %.1f s = %.1f cells/s; efficiency vs bare "
-      "inference %.0f%%" % (n, t, cells, wall, cells / wall, 100 * cells / wall / bare))
-PY
+  report "$rd" "$n" "$t"
 }
 echo "cell images → cache (the embedding stage alone):"
 sim_one 1 2
