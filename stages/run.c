@@ -364,7 +364,7 @@ int ss_main_run(int argc, char **argv)
             else snprintf(name, sizeof name, "%s", stg->name);
             memcpy(p->name, name, sizeof name);
             p->sink = stg->sink;
-            snprintf(p->log, sizeof p->log, "%s/%s.log", logdir, p->name);
+            snprintf(p->log, sizeof p->log, "%s/%s.log", logdir, name);
             words[0] = "slidestream";
             int k = n + 1;
             words[k++] = "--status";
