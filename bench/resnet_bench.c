@@ -6,6 +6,7 @@
  * usage: resnet_bench [--threads N] [--sizes 64,96,224] [--batch 32] [--min-time S] [--cpu]
  *        resnet_bench --memory [--threads N]   (one training step, batch 256 at 96 px; peak RSS)
  * --cpu times with process CPU time instead of the wall clock (use with --threads 1).
+ * --only infer|train times one of the two (for profiling one path).
  * Output: one "key value..." line per figure (corename, threads, sgemm_gflops, infer, train,
  * rss_mb), easy to parse. */
 #include <cblas.h>
@@ -179,7 +180,7 @@ static void run_train(void *a)
 
 int main(int argc, char **argv)
 {
-    int threads = 2, batch = 32, memory = 0;
+    int threads = 2, batch = 32, memory = 0, do_infer = 1, do_train = 1;
     double min_time = 0.5;
     char sizes[128] = "64,96,224";
     for (int i = 1; i < argc; i++) {
@@ -195,9 +196,13 @@ int main(int argc, char **argv)
             memory = 1;
         else if (!strcmp(argv[i], "--cpu"))
             use_cpu_time = 1;
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc && !strcmp(argv[i + 1], "infer"))
+            do_train = 0, i++;
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc && !strcmp(argv[i + 1], "train"))
+            do_infer = 0, i++;
         else {
             fprintf(stderr, "usage: resnet_bench [--threads N] [--sizes 64,96,224] [--batch 32] "
-                            "[--min-time S] [--cpu] | --memory [--threads N]\n");
+                            "[--min-time S] [--cpu] [--only infer|train] | --memory [--threads N]\n");
             return 2;
         }
     }
@@ -219,12 +224,16 @@ int main(int argc, char **argv)
         int size = atoi(tok);
         step_t s = step_new(size, batch);
         double flops = model_flops(s.m) * batch;
-        double ti = best_time(run_infer, &s, min_time);
-        printf("infer %d %.1f %.1f\n", size, batch / ti, flops / ti * 1e-9);
-        fflush(stdout);
-        double tt = best_time(run_train, &s, min_time);
-        printf("train %d %.1f\n", size, batch / tt);
-        fflush(stdout);
+        if (do_infer) {
+            double ti = best_time(run_infer, &s, min_time);
+            printf("infer %d %.1f %.1f\n", size, batch / ti, flops / ti * 1e-9);
+            fflush(stdout);
+        }
+        if (do_train) {
+            double tt = best_time(run_train, &s, min_time);
+            printf("train %d %.1f\n", size, batch / tt);
+            fflush(stdout);
+        }
         step_free(&s);
     }
     return 0;

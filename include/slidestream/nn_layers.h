@@ -294,6 +294,9 @@ int ss_pool2d_init(ss_pool2d_t *p, int n, int c, int h, int w, int k, int stride
 /* out[n, c, ho, wo]; argmax[n, c, ho, wo] OVERWRITTEN: flat index h*w-plane offset (iy*w + ix)
  * of the chosen input element, as PyTorch's return_indices. */
 void ss_maxpool2d_forward(const ss_pool2d_t *p, float *out, int32_t *argmax, const float *in);
+/* Inference: out[n, c, ho, wo] only (no argmax); the same values as ss_maxpool2d_forward (a NaN
+ * in a window gives NaN). Separable: a column max over the window's rows, then the row max. */
+void ss_maxpool2d_forward_values(const ss_pool2d_t *p, float *out, const float *in);
 /* din[n, c, h, w] OVERWRITTEN from dout[n, c, ho, wo] and the saved argmax. */
 void ss_maxpool2d_backward(const ss_pool2d_t *p, float *din, const float *dout,
                            const int32_t *argmax);

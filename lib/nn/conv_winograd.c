@@ -47,14 +47,33 @@ static int wino_slots(void)
     return p > 0 ? p : 1;
 }
 
-/* Tiles per block: about three blocks per CPU, 32 .. 512, a multiple of 16. */
+/* Narrow images (fewer than 16 tiles per row: every 3×3 layer at the 64/96 px crop sizes) are
+ * transformed a few tile rows at a time along the whole rows (wino_input_rows and friends): a
+ * tile row alone is too short to vectorise along. Wider images go by row strips. */
+static int wino_narrow(const ss_conv2d_t *c)
+{
+    return (c->w + 1) / 2 < 16;
+}
+
+/* Tiles per block: about three blocks per CPU, 32 .. 512, a multiple of 16; for narrow images
+ * at most 128 with few channels, and rounded to whole tile rows, so that a block is a run of
+ * complete rows. */
 static int wino_tb(const ss_conv2d_t *c)
 {
     long tiles = (long)c->n * ((c->h + 1) / 2) * ((c->w + 1) / 2);
     long s = wino_slots();
     long tb = (tiles + 3 * s - 1) / (3 * s);
     tb = (tb + 15) / 16 * 16;
-    return (int)(tb < 32 ? 32 : tb > 512 ? 512 : tb);
+    tb = tb < 32 ? 32 : tb > 512 ? 512 : tb;
+    if (wino_narrow(c)) {
+        /* measured: with 64 channels or fewer, 128-tile blocks keep V and M in cache and beat
+         * longer sgemms (64 px layer1 forward 13% faster); more channels want the longer ones */
+        if (c->cin <= 64 && tb > 128)
+            tb = 128;
+        const long tw = (c->w + 1) / 2, rows = (tb + tw / 2) / tw;
+        tb = (rows < 1 ? 1 : rows) * tw;
+    }
+    return (int)tb;
 }
 
 /* Floats between the 16 planes of U (and of dU): padded like V and M below. */
@@ -70,9 +89,14 @@ static size_t wino_pstride(int ch, int tb)
     return (size_t)ch * tb + 16;
 }
 
-/* Scratch per slot for the transforms: 16 rows of tb floats, plus one zero-padded image row. */
+/* Scratch per slot for the transforms. Strips: 16 rows of tb floats, plus one zero-padded image
+ * row. Narrow images: the four polyphase planes and the 16 planes of the flat transform for the
+ * stacked pieces of a block, at most 2 tb / tw rows of tw + 1 columns (<= 4 tb floats), plus
+ * slack. */
 static size_t wino_tmp_floats(const ss_conv2d_t *c, int tb)
 {
+    if (wino_narrow(c))
+        return (size_t)80 * tb + 1024;
     return (size_t)16 * tb + 2 * (size_t)c->w + 8;
 }
 
@@ -267,77 +291,181 @@ static void wino_output(const ss_conv2d_t *c, float *out, const float *M, int ld
     }
 }
 
-/* Per-tile transforms, for narrow images whose tile rows are too short to vectorise along:
- * the same arithmetic, one 4×4 patch at a time. */
-static void wino_input_tiles(const ss_conv2d_t *c, float *V, int ldv, size_t vstride,
-                             const float *in, long t0, long t1)
+/* ---- narrow images ------------------------------------------------------------------------
+ * A block is a run of whole tile rows, split into pieces of consecutive rows of one image. The
+ * input transform of a piece reads the zero-padded rows through their four polyphase planes
+ * E_ab[u][v] = P[2u + a][2v + b] (P = input padded by one, rows of L = tw + 1): the 4×4 patch
+ * of tile (u, v) is then E_ab at flat offsets q, q + 1, q + L, q + L + 1 with q = u·L + v, so
+ * one flat loop over the piece's q vectorises (column v = tw is a spare, dropped on copy-out).
+ * The output and output-gradient transforms read their planes compactly (q = u·tw + v). */
+typedef struct {
+    int img, ty0, ty1; /* tile rows [ty0, ty1) of image img */
+    int j0;            /* column of its first tile in V / M */
+} wino_piece_t;
+
+/* Pieces of the block of tiles [t0, t1) (both multiples of tw), columns from t0 - tbase. */
+static int wino_pieces(const ss_conv2d_t *c, wino_piece_t *pc, long tbase, long t0, long t1)
 {
-    const int h = c->h, w = c->w, cin = c->cin, th = (h + 1) / 2, tw = (w + 1) / 2;
+    const long th = (c->h + 1) / 2, tw = (c->w + 1) / 2;
+    int n = 0;
+    for (long r = t0 / tw; r < t1 / tw;) {
+        const long img = r / th, end = (img + 1) * th < t1 / tw ? (img + 1) * th : t1 / tw;
+        pc[n++] = (wino_piece_t){.img = (int)img, .ty0 = (int)(r - img * th),
+                                 .ty1 = (int)(end - img * th), .j0 = (int)(r * tw - tbase)};
+        r = end;
+    }
+    return n;
+}
+
+/* V[16][cin][ldv] (plane stride vstride) for the pieces of one block. The pieces' padded rows are stacked (nr + 1 rows each: the extra one feeds only the spare outputs), so that
+ * small images still give one long flat loop per channel. */
+static void wino_input_rows(const ss_conv2d_t *c, float *V, int ldv, size_t vstride,
+                            const float *in, const wino_piece_t *pc, int npc, float *tmp)
+{
+    const int h = c->h, w = c->w, cin = c->cin, tw = (w + 1) / 2, L = tw + 1, W2 = 2 * L;
     const size_t plane = (size_t)h * w;
+    int nrows = 0;
+    for (int s = 0; s < npc; s++)
+        nrows += pc[s].ty1 - pc[s].ty0 + 1;
+    const int np = (nrows - 1) * L, nblk = (nrows - npc) * tw; /* the block's tiles */
+    const size_t ps = (size_t)nrows * W2 + 16, ts = (size_t)np + 16;
+    /* P_a row u = padded input row 2u + a - 1: P_a[2q + k] = patch row a, column k of tile q,
+     * P_a[2q + W2 + k] = patch row a + 2 */
+    float *P0 = tmp, *P1 = P0 + ps, *T = P1 + ps;
+    for (int k = 0; k < 16; k++)
+        P0[ps - 16 + k] = P1[ps - 16 + k] = 0.0f; /* read by the spares of the last row */
     for (int ci = 0; ci < cin; ci++) {
-        float *vc = V + (size_t)ci * ldv;
-        for (long t = t0; t < t1; t++) {
-            const long img = t / ((long)th * tw);
-            const int rem = (int)(t % ((long)th * tw)), y0 = 2 * (rem / tw) - 1,
-                      x0 = 2 * (rem % tw) - 1;
-            const float *p = in + ((size_t)img * cin + ci) * plane;
-            float d[4][4] = {{0}};
-            const int ilo = y0 < 0 ? -y0 : 0, ihi = h - y0 < 4 ? h - y0 : 4;
-            const int klo = x0 < 0 ? -x0 : 0, khi = w - x0 < 4 ? w - x0 : 4;
-            for (int i = ilo; i < ihi; i++)
-                for (int k = klo; k < khi; k++)
-                    d[i][k] = p[(size_t)(y0 + i) * w + x0 + k];
-            float r[4][4];
-            for (int k = 0; k < 4; k++) { /* B^T d */
-                r[0][k] = d[0][k] - d[2][k];
-                r[1][k] = d[1][k] + d[2][k];
-                r[2][k] = d[2][k] - d[1][k];
-                r[3][k] = d[1][k] - d[3][k];
+        int u0 = 0;
+        for (int s = 0; s < npc; s++) {
+            const wino_piece_t *g = &pc[s];
+            const int nu = g->ty1 - g->ty0 + 1;
+            const float *p = in + ((size_t)g->img * cin + ci) * plane;
+            for (int u = 0; u < nu; u++) {
+                for (int a = 0; a < 2; a++) {
+                    float *d = (a ? P1 : P0) + (size_t)(u0 + u) * W2;
+                    const int y = 2 * (g->ty0 + u) + a - 1;
+                    if (y < 0 || y >= h) {
+                        for (int x = 0; x < W2; x++)
+                            d[x] = 0.0f;
+                        continue;
+                    }
+                    d[0] = 0.0f;
+                    memcpy(d + 1, p + (size_t)y * w, (size_t)w * sizeof(float));
+                    for (int x = w + 1; x < W2; x++)
+                        d[x] = 0.0f;
+                }
             }
-            const size_t j = (size_t)(t - t0);
-            for (int i = 0; i < 4; i++) { /* (B^T d) B */
-                vc[(size_t)(i * 4 + 0) * vstride + j] = r[i][0] - r[i][2];
-                vc[(size_t)(i * 4 + 1) * vstride + j] = r[i][1] + r[i][2];
-                vc[(size_t)(i * 4 + 2) * vstride + j] = r[i][2] - r[i][1];
-                vc[(size_t)(i * 4 + 3) * vstride + j] = r[i][1] - r[i][3];
+            u0 += nu;
+        }
+#pragma omp simd
+        for (int q = 0; q < np; q++) {
+            /* column transform (d_i B) of the four patch rows first, as in the strips */
+            float cr[4][4];
+            for (int i = 0; i < 4; i++) {
+                const float *r = ((i & 1) ? P1 : P0) + (i >> 1) * W2 + 2 * q;
+                const float a0 = r[0], a1 = r[1], a2 = r[2], a3 = r[3];
+                cr[i][0] = a0 - a2;
+                cr[i][1] = a1 + a2;
+                cr[i][2] = a2 - a1;
+                cr[i][3] = a1 - a3;
             }
+            for (int k = 0; k < 4; k++) { /* B^T · */
+                T[(size_t)(0 + k) * ts + q] = cr[0][k] - cr[2][k];
+                T[(size_t)(4 + k) * ts + q] = cr[1][k] + cr[2][k];
+                T[(size_t)(8 + k) * ts + q] = cr[2][k] - cr[1][k];
+                T[(size_t)(12 + k) * ts + q] = cr[1][k] - cr[3][k];
+            }
+        }
+        /* Copy out without the spares: 16 floats per tile row (tw < 16) where the excess lands
+         * on later rows of the block (written after it), exactly near the block's end (the next
+         * columns may be another thread's in the weight gradient). */
+        u0 = 0;
+        for (int s = 0; s < npc; s++) {
+            const wino_piece_t *g = &pc[s];
+            const int nr = g->ty1 - g->ty0, jr = g->j0 - pc[0].j0;
+            float *v = V + (size_t)ci * ldv + g->j0;
+            for (int x = 0; x < 16; x++) {
+                const float *t = T + (size_t)x * ts + (size_t)u0 * L;
+                float *vx = v + (size_t)x * vstride;
+                for (int r = 0; r < nr; r++) {
+                    if (jr + r * tw + 16 <= nblk)
+                        memcpy(vx + (size_t)r * tw, t + (size_t)r * L, 16 * sizeof(float));
+                    else
+                        for (int k = 0; k < tw; k++)
+                            vx[(size_t)r * tw + k] = t[(size_t)r * L + k];
+                }
+            }
+            u0 += nr + 1;
         }
     }
 }
 
-static void wino_output_tiles(const ss_conv2d_t *c, float *out, const float *M, int ldm,
-                              size_t mstride, const float *bias, const float *residual, int relu,
-                              long t0, long t1)
+/* out for the pieces = A^T M A (+ bias, + residual, ReLU) from M[16][cout][ldm]. */
+static void wino_output_rows(const ss_conv2d_t *c, float *out, const float *M, int ldm,
+                             size_t mstride, const float *bias, const float *residual, int relu,
+                             const wino_piece_t *pc, int npc, float *tmp, int tb)
 {
-    const int h = c->h, w = c->w, cout = c->cout, th = (h + 1) / 2, tw = (w + 1) / 2;
+    const int h = c->h, w = c->w, cout = c->cout, tw = (w + 1) / 2;
     const size_t plane = (size_t)h * w;
+    float *y00 = tmp, *y01 = y00 + tb, *y10 = y01 + tb, *y11 = y10 + tb, *st = y11 + tb;
     for (int co = 0; co < cout; co++) {
-        const float *mc = M + (size_t)co * ldm;
         const float b = bias ? bias[co] : 0.0f;
-        for (long t = t0; t < t1; t++) {
-            const long img = t / ((long)th * tw);
-            const int rem = (int)(t % ((long)th * tw)), y0 = 2 * (rem / tw), x0 = 2 * (rem % tw);
-            const int ny = y0 + 1 < h ? 2 : 1, nx = x0 + 1 < w ? 2 : 1;
-            const size_t j = (size_t)(t - t0);
-            float v[16], s[2][4];
-            for (int k = 0; k < 16; k++)
-                v[k] = mc[(size_t)k * mstride + j];
-            for (int k = 0; k < 4; k++) { /* A^T M */
-                s[0][k] = v[k] + v[4 + k] + v[8 + k];
-                s[1][k] = v[4 + k] - v[8 + k] - v[12 + k];
-            }
-            float y[2][2];
-            for (int i = 0; i < 2; i++) { /* (A^T M) A */
-                y[i][0] = s[i][0] + s[i][1] + s[i][2];
-                y[i][1] = s[i][1] - s[i][2] - s[i][3];
-            }
-            const size_t off = ((size_t)img * cout + co) * plane + (size_t)y0 * w + x0;
-            for (int i = 0; i < ny; i++)
-                for (int k = 0; k < nx; k++) {
-                    const size_t o = off + (size_t)i * w + k;
-                    float val = y[i][k] + b + (residual ? residual[o] : 0.0f);
-                    out[o] = (relu && val < 0.0f) ? 0.0f : val;
+        for (int s = 0; s < npc; s++) {
+            const wino_piece_t *g = &pc[s];
+            const int nt = (g->ty1 - g->ty0) * tw;
+            const float *m = M + (size_t)co * ldm + g->j0;
+#pragma omp simd
+            for (int j = 0; j < nt; j++) {
+                float v[16], s0[4], s1[4];
+                for (int k = 0; k < 16; k++)
+                    v[k] = m[(size_t)k * mstride + j];
+                for (int k = 0; k < 4; k++) { /* A^T M */
+                    s0[k] = v[k] + v[4 + k] + v[8 + k];
+                    s1[k] = v[4 + k] - v[8 + k] - v[12 + k];
                 }
+                y00[j] = s0[0] + s0[1] + s0[2] + b; /* (A^T M) A, + bias */
+                y01[j] = s0[1] - s0[2] - s0[3] + b;
+                y10[j] = s1[0] + s1[1] + s1[2] + b;
+                y11[j] = s1[1] - s1[2] - s1[3] + b;
+            }
+            /* Interleave the piece's output rows (contiguous in out) into st, then one flat
+             * pass adds the residual and applies the ReLU. */
+            const int ya0 = 2 * g->ty0, yb1 = 2 * g->ty1 < h ? 2 * g->ty1 : h, half = w / 2;
+            for (int y = ya0; y < yb1; y++) {
+                const int r = (y - ya0) >> 1, i = (y - ya0) & 1;
+                const float *ya = (i ? y10 : y00) + (size_t)r * tw,
+                            *yb = (i ? y11 : y01) + (size_t)r * tw;
+                float *d = st + (size_t)(y - ya0) * w;
+                for (int x = 0; x < half; x++) {
+                    d[2 * x] = ya[x];
+                    d[2 * x + 1] = yb[x];
+                }
+                if (w & 1)
+                    d[w - 1] = ya[half];
+            }
+            const size_t off = ((size_t)g->img * cout + co) * plane + (size_t)ya0 * w;
+            const int len = (yb1 - ya0) * w;
+            float *o = out + off;
+            if (residual) {
+                const float *res = residual + off;
+                if (relu) {
+#pragma omp simd
+                    for (int x = 0; x < len; x++) {
+                        const float val = st[x] + res[x];
+                        o[x] = val < 0.0f ? 0.0f : val;
+                    }
+                } else {
+#pragma omp simd
+                    for (int x = 0; x < len; x++)
+                        o[x] = st[x] + res[x];
+                }
+            } else if (relu) {
+#pragma omp simd
+                for (int x = 0; x < len; x++)
+                    o[x] = st[x] < 0.0f ? 0.0f : st[x];
+            } else {
+                memcpy(o, st, (size_t)len * sizeof(float));
+            }
         }
     }
 }
@@ -351,9 +479,7 @@ void ss_conv_wino_forward(const ss_conv2d_t *c, float *out, const float *in, con
     const long tiles = (long)c->n * ((c->h + 1) / 2) * ((c->w + 1) / 2);
     const long nblocks = (tiles + tb - 1) / tb;
     float *U = work, *slot0 = work + 16 * wino_ustride(c);
-    /* Row-strip transforms vectorise along tile rows; below ~16 tiles per row the loop overhead
-     * loses to the plain per-tile transforms (measured). */
-    const int strips = (c->w + 1) / 2 >= 16;
+    const int strips = !wino_narrow(c);
     int nt = omp_get_max_threads();
     nt = nt < slots ? nt : slots;
 #pragma omp parallel num_threads(nt)
@@ -364,15 +490,16 @@ void ss_conv_wino_forward(const ss_conv2d_t *c, float *out, const float *in, con
                                (16 * (vs + ms) + wino_tmp_floats(c, tb));
         float *M = V + 16 * vs, *tmp = M + 16 * ms;
         wino_seg_t sg[512]; /* a block of tb <= 512 tiles has at most tb segments */
+        wino_piece_t pc[528]; /* or at most tb / tw <= 528 tile rows */
 #pragma omp for schedule(dynamic, 1)
         for (long b = 0; b < nblocks; b++) {
             const long t0 = b * tb, t1 = t0 + tb < tiles ? t0 + tb : tiles;
             const int nb = (int)(t1 - t0);
-            const int nseg = strips ? wino_segments(c, sg, t0, t1) : 0;
+            const int nseg = strips ? wino_segments(c, sg, t0, t1) : wino_pieces(c, pc, t0, t0, t1);
             if (strips)
                 wino_input(c, V, tb, vs, in, sg, nseg, tmp, tb);
             else
-                wino_input_tiles(c, V, tb, vs, in, t0, t1);
+                wino_input_rows(c, V, tb, vs, in, pc, nseg, tmp);
             for (int k = 0; k < 16; k++)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, nb, cin, 1.0f,
                             U + (size_t)k * wino_ustride(c), cin, V + (size_t)k * vs, tb, 0.0f,
@@ -380,7 +507,7 @@ void ss_conv_wino_forward(const ss_conv2d_t *c, float *out, const float *in, con
             if (strips)
                 wino_output(c, out, M, tb, ms, bias, residual, relu, sg, nseg, tmp, tb);
             else
-                wino_output_tiles(c, out, M, tb, ms, bias, residual, relu, t0, t1);
+                wino_output_rows(c, out, M, tb, ms, bias, residual, relu, pc, nseg, tmp, tb);
         }
     }
 }
@@ -436,6 +563,56 @@ static void wino_dy(const ss_conv2d_t *c, float *DY, int ldd, size_t dstride, co
     }
 }
 
+/* DY for the pieces of a narrow image: the 2×2 output-gradient tiles read through their four
+ * polyphase planes Y_ab[q] = dout[2u + a][2v + b] (q = u·tw + v, zero past the edge). */
+static void wino_dy_rows(const ss_conv2d_t *c, float *DY, int ldd, size_t dstride,
+                         const float *dout, const wino_piece_t *pc, int npc, float *tmp, int tb)
+{
+    const int h = c->h, w = c->w, cout = c->cout, tw = (w + 1) / 2;
+    const size_t plane = (size_t)h * w;
+    float *q00 = tmp, *q01 = q00 + tb, *q10 = q01 + tb, *q11 = q10 + tb;
+    for (int co = 0; co < cout; co++) {
+        for (int s = 0; s < npc; s++) {
+            const wino_piece_t *g = &pc[s];
+            const int nr = g->ty1 - g->ty0, nt = nr * tw;
+            const float *p = dout + ((size_t)g->img * cout + co) * plane;
+            for (int r = 0; r < nr; r++) {
+                for (int a = 0; a < 2; a++) {
+                    float *qa = (a ? q10 : q00) + (size_t)r * tw, *qb = (a ? q11 : q01) + (size_t)r * tw;
+                    const int y = 2 * (g->ty0 + r) + a;
+                    if (y >= h) {
+                        for (int v = 0; v < tw; v++)
+                            qa[v] = qb[v] = 0.0f;
+                        continue;
+                    }
+                    const float *row = p + (size_t)y * w;
+                    for (int v = 0; v < w / 2; v++) {
+                        qa[v] = row[2 * v];
+                        qb[v] = row[2 * v + 1];
+                    }
+                    if (w & 1) {
+                        qa[tw - 1] = row[w - 1];
+                        qb[tw - 1] = 0.0f;
+                    }
+                }
+            }
+            float *dc = DY + (size_t)co * ldd + g->j0;
+#pragma omp simd
+            for (int j = 0; j < nt; j++) {
+                /* as wino_dy: A dy rows [a b], [a+c b+d], [a-c b-d], [-c -d], each row -> · A */
+                const float a = q00[j], b = q01[j], cc = q10[j], d = q11[j];
+                const float r[4][2] = {{a, b}, {a + cc, b + d}, {a - cc, b - d}, {-cc, -d}};
+                for (int i = 0; i < 4; i++) {
+                    dc[(size_t)(i * 4 + 0) * dstride + j] = r[i][0];
+                    dc[(size_t)(i * 4 + 1) * dstride + j] = r[i][0] + r[i][1];
+                    dc[(size_t)(i * 4 + 2) * dstride + j] = r[i][0] - r[i][1];
+                    dc[(size_t)(i * 4 + 3) * dstride + j] = -r[i][1];
+                }
+            }
+        }
+    }
+}
+
 void ss_conv_wino_backward_weights(const ss_conv2d_t *c, float *dweight, const float *dout,
                                    const float *in, float *work)
 {
@@ -446,13 +623,14 @@ void ss_conv_wino_backward_weights(const ss_conv2d_t *c, float *dweight, const f
     const size_t vs = wino_pstride(cin, tcmax), ds = wino_pstride(cout, tcmax);
     float *dU = work, *V = dU + 16 * wino_ustride(c), *DY = V + 16 * vs,
           *tmp0 = DY + 16 * ds;
-    const int strips = (c->w + 1) / 2 >= 16;
+    const int strips = !wino_narrow(c);
     int nt = omp_get_max_threads();
     nt = nt < slots ? nt : slots;
 #pragma omp parallel num_threads(nt)
     {
         float *tmp = tmp0 + (size_t)omp_get_thread_num() * wino_tmp_floats(c, tb);
         wino_seg_t sg[512];
+        wino_piece_t pc[528];
         for (int n0 = 0; n0 < c->n; n0 += nc) {
             const int ni = c->n - n0 < nc ? c->n - n0 : nc;
             const long tbase = (long)n0 * tpi, tc = (long)ni * tpi;
@@ -460,14 +638,15 @@ void ss_conv_wino_backward_weights(const ss_conv2d_t *c, float *dweight, const f
 #pragma omp for schedule(dynamic, 1)
             for (long b = 0; b < nblocks; b++) {
                 const long t0 = tbase + b * tb, t1 = t0 + tb < tbase + tc ? t0 + tb : tbase + tc;
-                float *Vb = V + (t0 - tbase);
                 if (strips) {
                     const int nseg = wino_segments(c, sg, t0, t1);
-                    wino_input(c, Vb, tcmax, vs, in, sg, nseg, tmp, tb);
+                    wino_input(c, V + (t0 - tbase), tcmax, vs, in, sg, nseg, tmp, tb);
+                    wino_dy(c, DY, tcmax, ds, dout, tbase, t0, t1);
                 } else {
-                    wino_input_tiles(c, Vb, tcmax, vs, in, t0, t1);
+                    const int npc = wino_pieces(c, pc, tbase, t0, t1);
+                    wino_input_rows(c, V, tcmax, vs, in, pc, npc, tmp);
+                    wino_dy_rows(c, DY, tcmax, ds, dout, pc, npc, tmp, tb);
                 }
-                wino_dy(c, DY, tcmax, ds, dout, tbase, t0, t1);
             }
             /* dU[ξ] (+)= DY[ξ] · V[ξ]^T, one task per ξ; the first chunk overwrites. */
 #pragma omp for schedule(dynamic, 1)

@@ -123,6 +123,72 @@ void ss_maxpool2d_forward(const ss_pool2d_t *p, float *out, int32_t *argmax, con
     }
 }
 
+/* max that lets a NaN through, as the window scan does */
+static inline float max_nan(float best, float v)
+{
+    return (v > best) | (v != v) ? v : best;
+}
+
+void ss_maxpool2d_forward_values(const ss_pool2d_t *p, float *out, const float *in)
+{
+    const int planes = p->n * p->c, w = p->w;
+    const size_t in_plane = (size_t)p->h * p->w, out_plane = (size_t)p->ho * p->wo;
+#pragma omp parallel if (planes * in_plane >= POOL_PAR_MIN)
+    {
+        /* col[p->p + x] = max over the window's rows of column x; -inf padding either side */
+        float col[4096 + 64];
+        float *cm = w + 2 * p->p + p->k <= 4096 + 64 ? col : NULL;
+#pragma omp for schedule(dynamic, 8)
+        for (int pl = 0; pl < planes; pl++) {
+            const float *src = in + pl * in_plane;
+            float *dst = out + pl * out_plane;
+            if (!cm) { /* very wide planes: the window scan */
+                int32_t idx;
+                for (int oy = 0; oy < p->ho; oy++)
+                    for (int ox = 0; ox < p->wo; ox++)
+                        pool_window(p, src, oy, ox, &dst[oy * p->wo + ox], &idx);
+                continue;
+            }
+            for (int i = 0; i < p->p; i++)
+                cm[i] = -INFINITY;
+            for (int i = p->p + w; i < 2 * p->p + w + p->k; i++)
+                cm[i] = -INFINITY;
+            float *c = cm + p->p;
+            for (int oy = 0; oy < p->ho; oy++) {
+                int y0 = oy * p->s - p->p, y1 = y0 + p->k;
+                y0 = y0 < 0 ? 0 : y0;
+                y1 = y1 > p->h ? p->h : y1;
+                const float *r0 = src + (size_t)y0 * w;
+#pragma omp simd
+                for (int x = 0; x < w; x++)
+                    c[x] = r0[x];
+                for (int y = y0 + 1; y < y1; y++) {
+                    const float *r = src + (size_t)y * w;
+#pragma omp simd
+                    for (int x = 0; x < w; x++)
+                        c[x] = max_nan(c[x], r[x]);
+                }
+                float *d = dst + (size_t)oy * p->wo;
+                if (p->k == 3) {
+#pragma omp simd
+                    for (int ox = 0; ox < p->wo; ox++) {
+                        const float *q = cm + ox * p->s;
+                        d[ox] = max_nan(max_nan(q[0], q[1]), q[2]);
+                    }
+                } else {
+                    for (int ox = 0; ox < p->wo; ox++) {
+                        const float *q = cm + ox * p->s;
+                        float b = q[0];
+                        for (int k = 1; k < p->k; k++)
+                            b = max_nan(b, q[k]);
+                        d[ox] = b;
+                    }
+                }
+            }
+        }
+    }
+}
+
 void ss_maxpool2d_backward(const ss_pool2d_t *p, float *din, const float *dout,
                            const int32_t *argmax)
 {

@@ -647,10 +647,9 @@ static int ensure_infer(ss_resnet_t *m)
 {
     ss_resnet_impl_t *im = m->impl;
     if (im->infer) return 0;
-    /* three rotating activation slots of the largest tensor (the stem's conv output) plus the
-     * maxpool indices */
+    /* three rotating activation slots of the largest tensor (the stem's conv output) */
     size_t slot = ((size_t)m->max_batch * per_image(&im->stem.g) + 15) & ~(size_t)15;
-    size_t need = 4 * slot;
+    size_t need = 3 * slot;
     im->infer_slot = slot;
     if (im->act && im->act_floats >= need) {
         im->infer = im->act; /* a later backward needs a new training forward anyway */
@@ -677,11 +676,10 @@ static int forward_eval(ss_resnet_t *m, const float *x, int n)
     if (!im->folded_valid && fold_all(m)) return -1;
     if (ensure_infer(m)) return -1;
     float *slot[3] = {im->infer, im->infer + im->infer_slot, im->infer + 2 * im->infer_slot};
-    int32_t *argmax = (int32_t *)(void *)(im->infer + 3 * im->infer_slot);
     conv_fused(m, &im->stem, slot[0], x, NULL, 1, n);
     ss_pool2d_t pg = im->pool;
     pg.n = n;
-    ss_maxpool2d_forward(&pg, slot[1], argmax, slot[0]);
+    ss_maxpool2d_forward_values(&pg, slot[1], slot[0]);
     int xi = 1; /* slot holding the block input */
     for (int i = 0; i < im->nblocks; i++) {
         block_t *b = &im->blocks[i];
@@ -744,7 +742,7 @@ size_t ss_resnet_memory_bytes(const ss_resnet_t *m)
     const ss_resnet_impl_t *im = m->impl;
     size_t f = m->num_params * (m->grads ? 2 : 1) + m->num_buffers + im->act_floats +
                (im->gradbuf ? 2 * im->blockmax + im->gregion : 0) + im->work_floats +
-               im->folded_floats + (im->infer_owned ? 4 * im->infer_slot : 0) + im->o_proj +
+               im->folded_floats + (im->infer_owned ? 3 * im->infer_slot : 0) + im->o_proj +
                (size_t)m->max_batch * m->cfg.proj_out;
     return f * sizeof(float) + (size_t)m->num_counters * sizeof(int64_t);
 }

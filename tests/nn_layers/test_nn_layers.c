@@ -462,6 +462,10 @@ static void maxpool_case(int n, int c, int h, int w, int k, int s, int p)
     expect_close(label, y, y_ref, ny, 0);
     snprintf(label, sizeof label, "%s argmax identical", tag);
     expect_true(label, memcmp(idx, idx_ref, ny * sizeof(int32_t)) == 0);
+    memset(y, 0, ny * sizeof(float));
+    ss_maxpool2d_forward_values(&pl, y, x);
+    snprintf(label, sizeof label, "%s fwd values only", tag);
+    expect_close(label, y, y_ref, ny, 0);
     float *dx = frand(nx, -1, 1), *dx_ref = fnew(nx);
     ss_maxpool2d_backward(&pl, dx, r, idx);
     ss_maxpool2d_backward_naive(&pl, dx_ref, r, idx_ref);
