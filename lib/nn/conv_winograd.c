@@ -470,21 +470,38 @@ static void wino_output_rows(const ss_conv2d_t *c, float *out, const float *M, i
     }
 }
 
-void ss_conv_wino_forward(const ss_conv2d_t *c, float *out, const float *in, const float *weight,
-                          int flip, const float *bias, const float *residual, int relu,
-                          float *work)
+size_t ss_conv_wino_weights_floats(const ss_conv2d_t *c)
+{
+    return 16 * wino_ustride(c);
+}
+
+void ss_conv_wino_weights(const ss_conv2d_t *c, float *U, const float *weight)
+{
+    int nt = omp_get_max_threads();
+    nt = nt < wino_slots() ? nt : wino_slots();
+    /* small: one thread (fork/join would cost more) */
+#pragma omp parallel num_threads(nt) if ((size_t)c->cout * c->cin >= 4096)
+    wino_weights(c, U, weight, 0);
+}
+
+/* The forward pass with U from the weights (into work) or, when Uready, precomputed. */
+static void wino_forward(const ss_conv2d_t *c, float *out, const float *in, const float *weight,
+                         int flip, const float *Uready, const float *bias,
+                         const float *residual, int relu, float *work)
 {
     ss_nn_blas_single();
     const int cin = c->cin, cout = c->cout, tb = wino_tb(c), slots = wino_slots();
     const long tiles = (long)c->n * ((c->h + 1) / 2) * ((c->w + 1) / 2);
     const long nblocks = (tiles + tb - 1) / tb;
-    float *U = work, *slot0 = work + 16 * wino_ustride(c);
+    const float *U = Uready ? Uready : work;
+    float *slot0 = work + 16 * wino_ustride(c);
     const int strips = !wino_narrow(c);
     int nt = omp_get_max_threads();
     nt = nt < slots ? nt : slots;
 #pragma omp parallel num_threads(nt)
     {
-        wino_weights(c, U, weight, flip); /* ends with the for's barrier */
+        if (!Uready)
+            wino_weights(c, work, weight, flip); /* ends with the for's barrier */
         const size_t vs = wino_pstride(cin, tb), ms = wino_pstride(cout, tb);
         float *V = slot0 + (size_t)omp_get_thread_num() *
                                (16 * (vs + ms) + wino_tmp_floats(c, tb));
@@ -510,6 +527,19 @@ void ss_conv_wino_forward(const ss_conv2d_t *c, float *out, const float *in, con
                 wino_output_rows(c, out, M, tb, ms, bias, residual, relu, pc, nseg, tmp, tb);
         }
     }
+}
+
+void ss_conv_wino_forward(const ss_conv2d_t *c, float *out, const float *in, const float *weight,
+                          int flip, const float *bias, const float *residual, int relu,
+                          float *work)
+{
+    wino_forward(c, out, in, weight, flip, NULL, bias, residual, relu, work);
+}
+
+void ss_conv_wino_forward_u(const ss_conv2d_t *c, float *out, const float *in, const float *U,
+                            const float *bias, const float *residual, int relu, float *work)
+{
+    wino_forward(c, out, in, NULL, 0, U, bias, residual, relu, work);
 }
 
 /* ---- weight gradient ----------------------------------------------------------------------

@@ -26,6 +26,13 @@ size_t ss_conv_wino_workspace(const ss_conv2d_t *c);
 void ss_conv_wino_forward(const ss_conv2d_t *c, float *out, const float *in, const float *weight,
                           int flip, const float *bias, const float *residual, int relu,
                           float *work);
+/* The transformed weights U of a forward pass (no flip), computed once and reused while the
+ * weights stay the same (inference): ss_conv_wino_forward_u then skips the per-call transform.
+ * U holds ss_conv_wino_weights_floats(c) floats; work is sized as for ss_conv_wino_forward. */
+size_t ss_conv_wino_weights_floats(const ss_conv2d_t *c);
+void ss_conv_wino_weights(const ss_conv2d_t *c, float *U, const float *weight);
+void ss_conv_wino_forward_u(const ss_conv2d_t *c, float *out, const float *in, const float *U,
+                            const float *bias, const float *residual, int relu, float *work);
 /* dweight[cout][cin][3][3] += Winograd weight gradient from dout and the forward input. */
 size_t ss_conv_wino_dw_workspace(const ss_conv2d_t *c);
 void ss_conv_wino_backward_weights(const ss_conv2d_t *c, float *dweight, const float *dout,

@@ -5,7 +5,8 @@
  * Ownership: the model owns every allocation it uses — one each for the parameters, their
  * gradients, the BN buffers (+ a small int64 array of counters) and the training activations,
  * plus the backward scratch, the conv workspace, the head outputs and, made on the first eval
- * forward, the BN-folded weights (and inference buffers when no training arena exists). All
+ * forward, the BN-folded weights with the Winograd transforms of those that take that path
+ * (and inference buffers when no training arena exists). All
  * are addressed by offsets fixed at construction for max_batch images; a forward with
  * n < max_batch uses the prefix of each slot. Offsets are in floats.
  */
@@ -18,6 +19,7 @@
 
 #include "slidestream/error.h"
 #include "slidestream/nn_layers.h"
+#include "nn_internal.h"
 
 #define DOM "nn.resnet"
 #define BN_MOMENTUM 0.1f
@@ -32,6 +34,8 @@ typedef struct {
     size_t rmean, rvar; /* buffer: running stats [cout] */
     int counter;        /* counters[] index: num_batches_tracked */
     size_t fw, fb;      /* folded (inference) weight and bias */
+    size_t fu;          /* folded: Winograd-transformed folded weight, if has_u */
+    int has_u;
     /* training activations (floats, act arena) */
     size_t conv_out;             /* [n, cout, ho, wo] pre-BN, needed by BN backward */
     size_t save_mean, save_istd; /* [cout] */
@@ -623,10 +627,18 @@ static int fold_all(ss_resnet_t *m)
     if (!im->folded) {
         size_t total = 0;
         for (int i = 0; i < k; i++) {
-            convs[i]->fw = total;
-            total += (size_t)convs[i]->g.cout * convs[i]->g.cin * convs[i]->g.kh * convs[i]->g.kw;
-            convs[i]->fb = total;
-            total += ((size_t)convs[i]->g.cout + 15) & ~(size_t)15;
+            convbn_t *c = convs[i];
+            c->fw = total;
+            total += (size_t)c->g.cout * c->g.cin * c->g.kh * c->g.kw;
+            c->fb = total;
+            total += ((size_t)c->g.cout + 15) & ~(size_t)15;
+            /* Winograd convs (at the largest batch; never at a smaller one if not there) keep
+             * their transformed weights: the forward then skips that transform */
+            c->has_u = ss_conv_wino_applies(&c->g);
+            if (c->has_u) {
+                c->fu = total;
+                total += (ss_conv_wino_weights_floats(&c->g) + 15) & ~(size_t)15;
+            }
         }
         im->folded = alloc_floats(total);
         if (!im->folded) return ss_error(DOM, "out of memory for folded weights");
@@ -638,6 +650,8 @@ static int fold_all(ss_resnet_t *m)
         ss_batchnorm_fold(im->folded + c->fw, im->folded + c->fb, m->params + c->w, NULL,
                           m->params + c->gamma, m->params + c->beta, m->buffers + c->rmean,
                           m->buffers + c->rvar, c->g.cout, kk, BN_EPS);
+        if (c->has_u)
+            ss_conv_wino_weights(&c->g, im->folded + c->fu, im->folded + c->fw);
     }
     im->folded_valid = 1;
     return 0;
@@ -666,8 +680,12 @@ static void conv_fused(ss_resnet_t *m, const convbn_t *c, float *out, const floa
 {
     ss_resnet_impl_t *im = m->impl;
     ss_conv2d_t g = geom(c, n);
-    ss_conv2d_forward_fused(&g, out, x, im->folded + c->fw, im->folded + c->fb, residual, relu,
-                            im->work);
+    if (c->has_u && ss_conv_wino_applies(&g))
+        ss_conv_wino_forward_u(&g, out, x, im->folded + c->fu, im->folded + c->fb, residual,
+                               relu, im->work);
+    else
+        ss_conv2d_forward_fused(&g, out, x, im->folded + c->fw, im->folded + c->fb, residual,
+                                relu, im->work);
 }
 
 static int forward_eval(ss_resnet_t *m, const float *x, int n)
