@@ -53,72 +53,117 @@ static inline void pool_window(const ss_pool2d_t *p, const float *plane, int oy,
     *idx_out = bi;
 }
 
-/* One output row of a 3×3 window: bounds-free, unrolled scan for the columns whose window lies
- * inside the image (the ResNet stem pool spends nearly all its time here); edges go through
- * pool_window. Same order and comparisons, so the same result. */
-static void pool_row3(const ss_pool2d_t *p, const float *plane, int oy, float *dst, int32_t *idx)
+/* The 3-wide windows of one input row: hv[ox] / hi[ox] = max and its column over columns
+ * [ox·s - p, ox·s - p + 3) ∩ [0, w), first maximum kept, a NaN taken (the scan's rule). */
+static void pool_hrow3(const ss_pool2d_t *p, const float *row, float *hv, int32_t *hi)
 {
-    const int w = p->w, s = p->s, y0 = oy * s - p->p;
-    int lo = 0, hi = p->wo; /* interior ox: x0 >= 0 and x0 + 3 <= w */
-    while (lo < hi && lo * s - p->p < 0)
+    const int w = p->w, s = p->s, pad = p->p;
+    for (int ox = 0; ox < p->wo; ox++) {
+        const int x0 = ox * s - pad;
+        if (x0 >= 0 && x0 + 3 <= w)
+            break;
+        int a = x0 < 0 ? 0 : x0, b = x0 + 3 > w ? w : x0 + 3;
+        float best = row[a];
+        int32_t bi = a;
+        for (int x = a + 1; x < b; x++)
+            if (row[x] > best || row[x] != row[x])
+                best = row[x], bi = x;
+        hv[ox] = best, hi[ox] = bi;
+    }
+    int lo = 0, hi_ = p->wo;
+    while (lo < hi_ && lo * s - pad < 0)
         lo++;
-    while (hi > lo && (hi - 1) * s - p->p + 3 > w)
-        hi--;
-    if (y0 < 0 || y0 + 3 > p->h) {
-        lo = hi = 0;
-    }
-    for (int ox = 0; ox < lo; ox++)
-        pool_window(p, plane, oy, ox, &dst[ox], &idx[ox]);
-    if (hi > lo) {
-        /* Branch-free selects over the 9 taps so the loop vectorises across ox (ReLU outputs
-         * are full of ties, which made the branchy scan mispredict). */
-        const float *r0 = plane + (size_t)y0 * w, *r1 = r0 + w, *r2 = r1 + w;
-        const int32_t base = y0 * w;
-        const int pad = p->p;
+    while (hi_ > lo && (hi_ - 1) * s - pad + 3 > w)
+        hi_--;
 #pragma omp simd
-        for (int ox = lo; ox < hi; ox++) {
-            const int x = ox * s - pad; /* >= 0 for interior columns */
-            float best = r0[x];
-            int32_t bi = x;
-#define POOL_UPD(v, off)                                                                       \
-    do {                                                                                       \
-        const float v_ = (v);                                                                  \
-        const int take_ = (v_ > best) | (v_ != v_);                                            \
-        best = take_ ? v_ : best;                                                              \
-        bi = take_ ? (off) : bi;                                                               \
-    } while (0)
-            POOL_UPD(r0[x + 1], x + 1);
-            POOL_UPD(r0[x + 2], x + 2);
-            POOL_UPD(r1[x], w + x);
-            POOL_UPD(r1[x + 1], w + x + 1);
-            POOL_UPD(r1[x + 2], w + x + 2);
-            POOL_UPD(r2[x], 2 * w + x);
-            POOL_UPD(r2[x + 1], 2 * w + x + 1);
-            POOL_UPD(r2[x + 2], 2 * w + x + 2);
-#undef POOL_UPD
-            dst[ox] = best;
-            idx[ox] = base + bi;
-        }
+    for (int ox = lo; ox < hi_; ox++) {
+        const int x = ox * s - pad;
+        float best = row[x];
+        int32_t bi = x;
+        const float v1 = row[x + 1], v2 = row[x + 2];
+        int t = (v1 > best) | (v1 != v1);
+        best = t ? v1 : best, bi = t ? x + 1 : bi;
+        t = (v2 > best) | (v2 != v2);
+        best = t ? v2 : best, bi = t ? x + 2 : bi;
+        hv[ox] = best, hi[ox] = bi;
     }
-    for (int ox = hi > lo ? hi : lo; ox < p->wo; ox++)
-        pool_window(p, plane, oy, ox, &dst[ox], &idx[ox]);
+    for (int ox = hi_ > lo ? hi_ : lo; ox < p->wo; ox++) {
+        const int x0 = ox * s - pad;
+        if (x0 >= 0 && x0 + 3 <= w)
+            continue; /* done above */
+        int a = x0 < 0 ? 0 : x0, b = x0 + 3 > w ? w : x0 + 3;
+        float best = row[a];
+        int32_t bi = a;
+        for (int x = a + 1; x < b; x++)
+            if (row[x] > best || row[x] != row[x])
+                best = row[x], bi = x;
+        hv[ox] = best, hi[ox] = bi;
+    }
 }
 
 void ss_maxpool2d_forward(const ss_pool2d_t *p, float *out, int32_t *argmax, const float *in)
 {
     const int planes = p->n * p->c;
     const size_t in_plane = (size_t)p->h * p->w, out_plane = (size_t)p->ho * p->wo;
-#pragma omp parallel for schedule(dynamic, 8) if (planes * in_plane >= POOL_PAR_MIN)
-    for (int pl = 0; pl < planes; pl++) {
-        const float *src = in + pl * in_plane;
-        float *dst = out + pl * out_plane;
-        int32_t *idx = argmax + pl * out_plane;
-        for (int oy = 0; oy < p->ho; oy++) {
-            if (p->k == 3)
-                pool_row3(p, src, oy, dst + (size_t)oy * p->wo, idx + (size_t)oy * p->wo);
-            else
-                for (int ox = 0; ox < p->wo; ox++)
-                    pool_window(p, src, oy, ox, &dst[oy * p->wo + ox], &idx[oy * p->wo + ox]);
+    /* 3-wide windows on planes up to 1024 outputs wide go in two passes: the row maxima of
+     * each input row once, then the column maxima over the window's rows. Row-major scan
+     * order is kept: the first row holding the maximum wins, and in it the first column (the
+     * last NaN for NaNs), exactly the window scan's choice. */
+    const int sep = p->k == 3 && p->wo <= 1024;
+#pragma omp parallel if (planes * in_plane >= POOL_PAR_MIN)
+    {
+        float hv[3][1024];
+        int32_t hi[3][1024];
+#pragma omp for schedule(dynamic, 8)
+        for (int pl = 0; pl < planes; pl++) {
+            const float *src = in + pl * in_plane;
+            float *dst = out + pl * out_plane;
+            int32_t *idx = argmax + pl * out_plane;
+            if (!sep) {
+                for (int oy = 0; oy < p->ho; oy++)
+                    for (int ox = 0; ox < p->wo; ox++)
+                        pool_window(p, src, oy, ox, &dst[oy * p->wo + ox], &idx[oy * p->wo + ox]);
+                continue;
+            }
+            int have = -1; /* input row held in hv[have % 3] */
+            for (int oy = 0; oy < p->ho; oy++) {
+                int y0 = oy * p->s - p->p, y1 = y0 + 3;
+                y0 = y0 < 0 ? 0 : y0;
+                y1 = y1 > p->h ? p->h : y1;
+                for (int y = have + 1 > y0 ? have + 1 : y0; y < y1; y++)
+                    pool_hrow3(p, src + (size_t)y * p->w, hv[y % 3], hi[y % 3]);
+                have = y1 - 1 > have ? y1 - 1 : have;
+                float *d = dst + (size_t)oy * p->wo;
+                int32_t *di = idx + (size_t)oy * p->wo;
+                const float *v0 = hv[y0 % 3];
+                const int32_t *i0 = hi[y0 % 3];
+                const int32_t w = p->w, b0 = y0 * w;
+                if (y1 - y0 == 3) {
+                    const float *v1 = hv[(y0 + 1) % 3], *v2 = hv[(y0 + 2) % 3];
+                    const int32_t *i1 = hi[(y0 + 1) % 3], *i2 = hi[(y0 + 2) % 3];
+#pragma omp simd
+                    for (int ox = 0; ox < p->wo; ox++) {
+                        float best = v0[ox];
+                        int32_t bi = b0 + i0[ox];
+                        int t = (v1[ox] > best) | (v1[ox] != v1[ox]);
+                        best = t ? v1[ox] : best, bi = t ? b0 + w + i1[ox] : bi;
+                        t = (v2[ox] > best) | (v2[ox] != v2[ox]);
+                        best = t ? v2[ox] : best, bi = t ? b0 + 2 * w + i2[ox] : bi;
+                        d[ox] = best, di[ox] = bi;
+                    }
+                } else {
+                    for (int ox = 0; ox < p->wo; ox++) {
+                        float best = v0[ox];
+                        int32_t bi = b0 + i0[ox];
+                        for (int y = y0 + 1; y < y1; y++) {
+                            const float v = hv[y % 3][ox];
+                            if (v > best || v != v)
+                                best = v, bi = y * w + hi[y % 3][ox];
+                        }
+                        d[ox] = best, di[ox] = bi;
+                    }
+                }
+            }
         }
     }
 }

@@ -531,6 +531,34 @@ static void test_pool(void)
         ss_maxpool2d_forward_naive(&pb, yb2, ib2, xb);
         expect_true("maxpool interior NaNs/ties: fast == naive", memcmp(ib, ib2, sizeof ib) == 0);
     }
+    /* Many ties (three levels, like ReLU output full of zeros) and a few NaNs on larger planes:
+     * values and argmax bit-identical to the scan, with and without argmax. */
+    {
+        static const int geo[][7] = {{2, 3, 17, 19, 3, 2, 1}, {1, 2, 9, 8, 3, 1, 1},
+                                     {1, 2, 33, 40, 3, 2, 1}, {2, 2, 6, 5, 3, 3, 0}};
+        for (int g = 0; g < 4; g++) {
+            ss_pool2d_t pl;
+            ss_pool2d_init(&pl, geo[g][0], geo[g][1], geo[g][2], geo[g][3], geo[g][4], geo[g][5],
+                           geo[g][6]);
+            size_t nx = (size_t)pl.n * pl.c * pl.h * pl.w, ny = (size_t)pl.n * pl.c * pl.ho * pl.wo;
+            float *x = fnew(nx), *y = fnew(ny), *y2 = fnew(ny), *y3 = fnew(ny);
+            int32_t *i1 = calloc(ny, sizeof(int32_t)), *i2 = calloc(ny, sizeof(int32_t));
+            for (size_t i = 0; i < nx; i++)
+                x[i] = (float)(ss_rng_u64(&rng) % 3) - 1.0f;
+            for (int k = 0; k < 3; k++)
+                x[ss_rng_u64(&rng) % nx] = NAN;
+            ss_maxpool2d_forward(&pl, y, i1, x);
+            ss_maxpool2d_forward_naive(&pl, y2, i2, x);
+            ss_maxpool2d_forward_values(&pl, y3, x);
+            char label[96];
+            snprintf(label, sizeof label, "maxpool ties+NaN %dx%d k%d s%d: fast == naive",
+                     pl.h, pl.w, pl.k, pl.s);
+            expect_true(label, memcmp(i1, i2, ny * sizeof(int32_t)) == 0 &&
+                                   memcmp(y, y2, ny * sizeof(float)) == 0 &&
+                                   memcmp(y3, y2, ny * sizeof(float)) == 0);
+            free(x), free(y), free(y2), free(y3), free(i1), free(i2);
+        }
+    }
     ss_pool2d_t bad;
     expect_true("pool init rejects pad > k/2", ss_pool2d_init(&bad, 1, 1, 8, 8, 3, 2, 2) == -1);
     ss_error_clear();
