@@ -76,6 +76,35 @@ static int wino_tb(const ss_conv2d_t *c)
     return (int)tb;
 }
 
+/* Blocks over `tiles` tiles: of tb tiles (the last one shorter) for wide images; for narrow
+ * ones a multiple of the CPU count of blocks whose whole-row extents differ by at most a row,
+ * so that the dynamic schedule ends with the threads even (at 64/96 px a layer has only 4-16
+ * blocks). Both depend on the shape and the CPU count only. */
+static long wino_nblocks(const ss_conv2d_t *c, long tiles, int tb)
+{
+    long nb = (tiles + tb - 1) / tb;
+    if (wino_narrow(c)) {
+        const long s = wino_slots(), rows = tiles / ((c->w + 1) / 2);
+        nb = (nb + s - 1) / s * s;
+        nb = nb > rows ? rows : nb;
+    }
+    return nb;
+}
+
+/* Tiles [*t0, *t1) of block b of nb over `tiles` tiles. */
+static void wino_block(const ss_conv2d_t *c, long tiles, int tb, long nb, long b, long *t0,
+                       long *t1)
+{
+    if (wino_narrow(c)) {
+        const long tw = (c->w + 1) / 2, rows = tiles / tw;
+        *t0 = rows * b / nb * tw;
+        *t1 = rows * (b + 1) / nb * tw;
+    } else {
+        *t0 = b * tb;
+        *t1 = *t0 + tb < tiles ? *t0 + tb : tiles;
+    }
+}
+
 /* Floats between the 16 planes of U (and of dU): padded like V and M below. */
 static size_t wino_ustride(const ss_conv2d_t *c)
 {
@@ -492,7 +521,7 @@ static void wino_forward(const ss_conv2d_t *c, float *out, const float *in, cons
     ss_nn_blas_single();
     const int cin = c->cin, cout = c->cout, tb = wino_tb(c), slots = wino_slots();
     const long tiles = (long)c->n * ((c->h + 1) / 2) * ((c->w + 1) / 2);
-    const long nblocks = (tiles + tb - 1) / tb;
+    const long nblocks = wino_nblocks(c, tiles, tb);
     const float *U = Uready ? Uready : work;
     float *slot0 = work + 16 * wino_ustride(c);
     const int strips = !wino_narrow(c);
@@ -510,7 +539,8 @@ static void wino_forward(const ss_conv2d_t *c, float *out, const float *in, cons
         wino_piece_t pc[528]; /* or at most tb / tw <= 528 tile rows */
 #pragma omp for schedule(dynamic, 1)
         for (long b = 0; b < nblocks; b++) {
-            const long t0 = b * tb, t1 = t0 + tb < tiles ? t0 + tb : tiles;
+            long t0, t1;
+            wino_block(c, tiles, tb, nblocks, b, &t0, &t1);
             const int nb = (int)(t1 - t0);
             const int nseg = strips ? wino_segments(c, sg, t0, t1) : wino_pieces(c, pc, t0, t0, t1);
             if (strips)
@@ -664,10 +694,12 @@ void ss_conv_wino_backward_weights(const ss_conv2d_t *c, float *dweight, const f
         for (int n0 = 0; n0 < c->n; n0 += nc) {
             const int ni = c->n - n0 < nc ? c->n - n0 : nc;
             const long tbase = (long)n0 * tpi, tc = (long)ni * tpi;
-            const long nblocks = (tc + tb - 1) / tb;
+            const long nblocks = wino_nblocks(c, tc, tb);
 #pragma omp for schedule(dynamic, 1)
             for (long b = 0; b < nblocks; b++) {
-                const long t0 = tbase + b * tb, t1 = t0 + tb < tbase + tc ? t0 + tb : tbase + tc;
+                long t0, t1;
+                wino_block(c, tc, tb, nblocks, b, &t0, &t1);
+                t0 += tbase, t1 += tbase;
                 if (strips) {
                     const int nseg = wino_segments(c, sg, t0, t1);
                     wino_input(c, V + (t0 - tbase), tcmax, vs, in, sg, nseg, tmp, tb);
