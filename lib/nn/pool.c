@@ -75,6 +75,22 @@ static void pool_hrow3(const ss_pool2d_t *p, const float *row, float *hv, int32_
         lo++;
     while (hi_ > lo && (hi_ - 1) * s - pad + 3 > w)
         hi_--;
+    if (s == 2) { /* the ResNet stem: constant stride vectorises */
+        const float *r = row - pad;
+#pragma omp simd
+        for (int ox = lo; ox < hi_; ox++) {
+            const int x = 2 * ox;
+            float best = r[x];
+            int32_t bi = x - pad;
+            const float v1 = r[x + 1], v2 = r[x + 2];
+            int t = (v1 > best) | (v1 != v1);
+            best = t ? v1 : best, bi = t ? x + 1 - pad : bi;
+            t = (v2 > best) | (v2 != v2);
+            best = t ? v2 : best, bi = t ? x + 2 - pad : bi;
+            hv[ox] = best, hi[ox] = bi;
+        }
+        lo = hi_; /* done */
+    }
 #pragma omp simd
     for (int ox = lo; ox < hi_; ox++) {
         const int x = ox * s - pad;
@@ -214,7 +230,11 @@ void ss_maxpool2d_forward_values(const ss_pool2d_t *p, float *out, const float *
                         c[x] = max_nan(c[x], r[x]);
                 }
                 float *d = dst + (size_t)oy * p->wo;
-                if (p->k == 3) {
+                if (p->k == 3 && p->s == 2) { /* the ResNet stem: constant stride vectorises */
+#pragma omp simd
+                    for (int ox = 0; ox < p->wo; ox++)
+                        d[ox] = max_nan(max_nan(cm[2 * ox], cm[2 * ox + 1]), cm[2 * ox + 2]);
+                } else if (p->k == 3) {
 #pragma omp simd
                     for (int ox = 0; ox < p->wo; ox++) {
                         const float *q = cm + ox * p->s;
