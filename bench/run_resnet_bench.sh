@@ -11,6 +11,9 @@
 # alternating C and PyTorch; default 1 — on a loaded machine 2-3 give steadier figures),
 # MEMORY=0 skips the peak-memory runs, CPU_TIME=1 times with process CPU time (load-robust, for
 # THREADS=1 only). Per-layer conv GFLOP/s: bench/conv_bench (NN layers).
+# On a machine shared with other work, run it with OMP_WAIT_POLICY=passive (both peers get it):
+# with the default spinning, an OpenMP thread that waits at a barrier for a peer thread the
+# kernel has descheduled burns its own core, and a run can come out several times slower.
 set -e
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-$here/../build}
@@ -76,7 +79,7 @@ run_pair() { # $1 = label, rest = env assignment or -u VAR
         }' "$tmp/t.$label" "$tmp/c.$label"
 }
 
-echo "slidestream ResNet-18 benchmark ($(date -u +%Y-%m-%dT%H:%MZ), $(getconf _NPROCESSORS_ONLN) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg))${cpu:+, CPU time}"
+echo "slidestream ResNet-18 benchmark ($(date -u +%Y-%m-%dT%H:%MZ), $(getconf _NPROCESSORS_ONLN) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-unset})${cpu:+, CPU time}"
 [ $have_torch = 1 ] || echo "(PyTorch not importable by $py: C figures only)"
 run_pair "OPENBLAS_CORETYPE=Haswell" OPENBLAS_CORETYPE=Haswell
 run_pair "OPENBLAS_CORETYPE unset" -u OPENBLAS_CORETYPE
