@@ -43,6 +43,10 @@
 void ss_nn_set_threads(int n);
 /* The thread count currently in effect for our loops. */
 int ss_nn_threads(void);
+/* Once per process: warn (ss_warn) when OPENBLAS_CORETYPE forces OpenBLAS onto an older kernel
+ * than the CPU has (e.g. Haswell's AVX2 kernel on an AVX-512 CPU, half the sgemm speed). Models
+ * call it when they are made. */
+void ss_nn_check_blas(void);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Deterministic RNG: xoshiro256** seeded through splitmix64. Header-only, no global state.    */

@@ -311,6 +311,7 @@ static int all_convs(ss_resnet_impl_t *im, convbn_t **list)
 
 ss_resnet_t *ss_resnet_new(const ss_resnet_config_t *cfg, int max_batch, int train)
 {
+    ss_nn_check_blas();
     if (cfg->depth != 18 && cfg->depth != 34) {
         ss_error(DOM, "depth %d is not supported (18 or 34)", cfg->depth);
         return NULL;

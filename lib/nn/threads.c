@@ -1,9 +1,12 @@
 /* Thread control of the NN core: our OpenMP pool does all the threading (ss_sgemm splits each
  * product over it), OpenBLAS runs single-threaded so the two pools never compete for cores. */
+#include "slidestream/log.h"
 #include "slidestream/nn_layers.h"
 
 #include <cblas.h>
 #include <omp.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 void ss_nn_set_threads(int n)
@@ -19,4 +22,30 @@ void ss_nn_set_threads(int n)
 int ss_nn_threads(void)
 {
     return omp_get_max_threads();
+}
+
+void ss_nn_check_blas(void)
+{
+    static int checked;
+    int first;
+#pragma omp atomic capture
+    first = checked++;
+    if (first)
+        return;
+    const char *forced = getenv("OPENBLAS_CORETYPE");
+    const char *core = openblas_get_corename();
+    if (!forced || !*forced || !core)
+        return;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    /* AVX-512 CPU, forced onto a kernel without AVX-512 */
+    static const char *const avx512[] = {"SkylakeX", "Cooperlake", "SapphireRapids"};
+    int fast = 0;
+    for (size_t i = 0; i < sizeof avx512 / sizeof *avx512; i++)
+        fast |= strcmp(core, avx512[i]) == 0;
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && !fast)
+        ss_warn("nn: OPENBLAS_CORETYPE=%s makes OpenBLAS use its %s kernel on this AVX-512 CPU: "
+                "sgemm runs at about half speed; unset it to let OpenBLAS pick the CPU's own",
+                forced, core);
+#endif
 }
