@@ -602,8 +602,26 @@ static int wino_dw_chunk(const ss_conv2d_t *c)
     return (int)(nc < 1 ? 1 : nc > (size_t)c->n ? (size_t)c->n : nc);
 }
 
+/* Layers with few channels accumulate dU block by block instead (wino_dw_blocks): their V
+ * and DY for a whole chunk are large beside dU and would go through memory, and their sgemms
+ * would mostly pack; blocks keep V and DY in cache and dU is small. */
+static int wino_dw_blockwise(const ss_conv2d_t *c)
+{
+    return (size_t)c->cout * c->cin <= (size_t)128 * 128;
+}
+
+/* Floats per slot of the block-wise weight gradient: its dU, then V, DY and the scratch. */
+static size_t wino_dw_slot_floats(const ss_conv2d_t *c)
+{
+    const int tb = wino_tb(c);
+    return 16 * wino_ustride(c) + 16 * (wino_pstride(c->cin, tb) + wino_pstride(c->cout, tb)) +
+           wino_tmp_floats(c, tb);
+}
+
 size_t ss_conv_wino_dw_workspace(const ss_conv2d_t *c)
 {
+    if (wino_dw_blockwise(c))
+        return (size_t)wino_slots() * wino_dw_slot_floats(c);
     const int nc = wino_dw_chunk(c), tb = wino_tb(c);
     const int tc = nc * ((c->h + 1) / 2) * ((c->w + 1) / 2);
     return 16 * wino_ustride(c) +
@@ -689,10 +707,90 @@ static void wino_dy_rows(const ss_conv2d_t *c, float *DY, int ldd, size_t dstrid
     }
 }
 
+/* dW[co][ci] += G^T dU G (3×3 from 4×4), dU the sum of the nsum accumulators at stride
+ * ustep floats, added in order. Call from inside a parallel region. */
+static void wino_dw_finish(const ss_conv2d_t *c, float *dweight, const float *dU, size_t ustep,
+                           int nsum)
+{
+    const int cout = c->cout, cin = c->cin;
+    const size_t plane = wino_ustride(c);
+#pragma omp for collapse(2) schedule(static)
+    for (int co = 0; co < cout; co++) {
+        for (int ci = 0; ci < cin; ci++) {
+            const float *u = dU + (size_t)co * cin + ci;
+            float m[4][4], t[3][4];
+            for (int k = 0; k < 16; k++) {
+                float a = u[(size_t)k * plane];
+                for (int s = 1; s < nsum; s++)
+                    a += u[(size_t)s * ustep + (size_t)k * plane];
+                m[k / 4][k % 4] = a;
+            }
+            for (int j = 0; j < 4; j++) { /* G^T m */
+                t[0][j] = m[0][j] + 0.5f * (m[1][j] + m[2][j]);
+                t[1][j] = 0.5f * (m[1][j] - m[2][j]);
+                t[2][j] = 0.5f * (m[1][j] + m[2][j]) + m[3][j];
+            }
+            float *dw = dweight + ((size_t)co * cin + ci) * 9;
+            for (int i = 0; i < 3; i++) { /* (G^T m) G */
+                dw[i * 3 + 0] += t[i][0] + 0.5f * (t[i][1] + t[i][2]);
+                dw[i * 3 + 1] += 0.5f * (t[i][1] - t[i][2]);
+                dw[i * 3 + 2] += 0.5f * (t[i][1] + t[i][2]) + t[i][3];
+            }
+        }
+    }
+}
+
+/* Block-wise dU: slot s takes blocks s, s + slots, ... in order into its own dU_s (a fixed
+ * assignment, whatever the thread count), then dU = dU_0 + dU_1 + ... in slot order. */
+static void wino_dw_blocks(const ss_conv2d_t *c, float *dweight, const float *dout,
+                           const float *in, float *work)
+{
+    const int cin = c->cin, cout = c->cout, tb = wino_tb(c), slots = wino_slots();
+    const long tiles = (long)c->n * ((c->h + 1) / 2) * ((c->w + 1) / 2);
+    const long nblocks = wino_nblocks(c, tiles, tb);
+    const size_t us = wino_ustride(c), vs = wino_pstride(cin, tb), ds = wino_pstride(cout, tb);
+    const size_t slot = wino_dw_slot_floats(c);
+    const int strips = !wino_narrow(c), used = nblocks < slots ? (int)nblocks : slots;
+    int nt = omp_get_max_threads();
+    nt = nt < slots ? nt : slots;
+#pragma omp parallel num_threads(nt)
+    {
+        wino_seg_t sg[512];
+        wino_piece_t pc[528];
+#pragma omp for schedule(dynamic, 1)
+        for (int sl = 0; sl < used; sl++) {
+            float *dU = work + (size_t)sl * slot, *V = dU + 16 * us, *DY = V + 16 * vs,
+                  *tmp = DY + 16 * ds;
+            for (long b = sl; b < nblocks; b += slots) {
+                long t0, t1;
+                wino_block(c, tiles, tb, nblocks, b, &t0, &t1);
+                if (strips) {
+                    const int nseg = wino_segments(c, sg, t0, t1);
+                    wino_input(c, V, tb, vs, in, sg, nseg, tmp, tb);
+                    wino_dy(c, DY, tb, ds, dout, t0, t0, t1);
+                } else {
+                    const int npc = wino_pieces(c, pc, t0, t0, t1);
+                    wino_input_rows(c, V, tb, vs, in, pc, npc, tmp);
+                    wino_dy_rows(c, DY, tb, ds, dout, pc, npc, tmp, tb);
+                }
+                for (int k = 0; k < 16; k++)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, cout, cin, (int)(t1 - t0),
+                                1.0f, DY + (size_t)k * ds, tb, V + (size_t)k * vs, tb,
+                                b == sl ? 0.0f : 1.0f, dU + (size_t)k * us, cin);
+            }
+        }
+        wino_dw_finish(c, dweight, work, slot, used);
+    }
+}
+
 void ss_conv_wino_backward_weights(const ss_conv2d_t *c, float *dweight, const float *dout,
                                    const float *in, float *work)
 {
     ss_nn_blas_single();
+    if (wino_dw_blockwise(c)) {
+        wino_dw_blocks(c, dweight, dout, in, work);
+        return;
+    }
     const int cin = c->cin, cout = c->cout, tb = wino_tb(c), slots = wino_slots();
     const int nc = wino_dw_chunk(c), tpi = ((c->h + 1) / 2) * ((c->w + 1) / 2);
     const int tcmax = nc * tpi;
@@ -733,27 +831,6 @@ void ss_conv_wino_backward_weights(const ss_conv2d_t *c, float *dweight, const f
                             DY + (size_t)k * ds, tcmax, V + (size_t)k * vs, tcmax,
                             n0 == 0 ? 0.0f : 1.0f, dU + (size_t)k * wino_ustride(c), cin);
         }
-        /* dW[co][ci] += G^T dU G (3×3 from 4×4). */
-        const size_t plane = wino_ustride(c);
-#pragma omp for collapse(2) schedule(static)
-        for (int co = 0; co < cout; co++) {
-            for (int ci = 0; ci < cin; ci++) {
-                const float *u = dU + (size_t)co * cin + ci;
-                float m[4][4], t[3][4];
-                for (int k = 0; k < 16; k++)
-                    m[k / 4][k % 4] = u[(size_t)k * plane];
-                for (int j = 0; j < 4; j++) { /* G^T m */
-                    t[0][j] = m[0][j] + 0.5f * (m[1][j] + m[2][j]);
-                    t[1][j] = 0.5f * (m[1][j] - m[2][j]);
-                    t[2][j] = 0.5f * (m[1][j] + m[2][j]) + m[3][j];
-                }
-                float *dw = dweight + ((size_t)co * cin + ci) * 9;
-                for (int i = 0; i < 3; i++) { /* (G^T m) G */
-                    dw[i * 3 + 0] += t[i][0] + 0.5f * (t[i][1] + t[i][2]);
-                    dw[i * 3 + 1] += 0.5f * (t[i][1] - t[i][2]);
-                    dw[i * 3 + 2] += 0.5f * (t[i][1] + t[i][2]) + t[i][3];
-                }
-            }
-        }
+        wino_dw_finish(c, dweight, dU, 16 * wino_ustride(c), 1);
     }
 }

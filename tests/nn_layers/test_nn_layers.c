@@ -220,6 +220,8 @@ static void test_conv(void)
     conv_case(3, 64, 12, 12, 32, 3, 3, 1, 1, 1, 1, 1, 0);
     conv_case(2, 3, 9, 33, 4, 3, 3, 1, 1, 1, 1, 1, 1);     /* row-strip transforms (>= 16 tiles/row) */
     conv_case(2, 16, 7, 40, 8, 3, 3, 1, 1, 1, 1, 0, 0);
+    /* more than 128x128 channel pairs: the weight gradient by chunks, not block by block */
+    conv_case(4, 130, 12, 12, 132, 3, 3, 1, 1, 1, 1, 0, 0);
     ss_conv2d_set_winograd(0); /* the same shapes through im2col */
     conv_case(4, 5, 13, 11, 6, 3, 3, 1, 1, 1, 1, 1, 1);
     conv_case(3, 64, 12, 12, 32, 3, 3, 1, 1, 1, 1, 1, 0);
@@ -228,7 +230,8 @@ static void test_conv(void)
     ss_conv2d_set_work_cap(3000);
     conv_case(5, 3, 9, 7, 4, 3, 3, 1, 1, 1, 1, 1, 1);
     conv_case(7, 8, 6, 6, 16, 3, 3, 2, 2, 1, 1, 0, 0);
-    conv_case(6, 4, 10, 12, 5, 3, 3, 1, 1, 1, 1, 1, 1); /* Winograd dW over several chunks */
+    conv_case(6, 4, 10, 12, 5, 3, 3, 1, 1, 1, 1, 1, 1); /* Winograd dW block by block */
+    conv_case(4, 130, 12, 12, 132, 3, 3, 1, 1, 1, 1, 0, 0); /* Winograd dW over several chunks */
     ss_conv2d_set_work_cap(0);
     /* Workspace never grows when the batch shrinks (models size it once for the largest). */
     {
