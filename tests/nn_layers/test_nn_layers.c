@@ -214,6 +214,13 @@ static void test_conv(void)
     conv_case(1, 2, 5, 5, 3, 5, 5, 1, 1, 0, 0, 1, 1);   /* kernel = input */
     conv_case(2, 2, 4, 4, 3, 3, 3, 3, 3, 2, 2, 1, 1);   /* stride > pad, edges */
     conv_case(4, 16, 12, 12, 24, 3, 3, 1, 1, 1, 1, 0, 0);
+    /* im2col modes of the ResNet shapes: forward by blocks of output channels (few columns,
+     * many channels), the input gradient by sub-blocks of columns, the stem by plane pieces,
+     * the stride-2 backward by tasks of whole images */
+    conv_case(4, 128, 4, 4, 512, 3, 3, 1, 1, 1, 1, 1, 0);
+    conv_case(60, 64, 3, 3, 128, 3, 3, 1, 1, 1, 1, 0, 0);
+    conv_case(2, 3, 96, 96, 8, 7, 7, 2, 2, 3, 3, 0, 0);
+    conv_case(40, 16, 16, 16, 32, 3, 3, 2, 2, 1, 1, 1, 0);
     /* Winograd F(2x2,3x3) path (3x3 s1 p1, >= 128 tiles): odd sizes, partial tiles, FD. */
     conv_case(4, 5, 13, 11, 6, 3, 3, 1, 1, 1, 1, 1, 1);
     conv_case(2, 24, 17, 16, 20, 3, 3, 1, 1, 1, 1, 0, 0);
@@ -1018,24 +1025,39 @@ static void test_threads(void)
     printf("     %zu of %zu values bit-identical\n", same, n1);
     free(one);
     free(two);
-    /* Big-enough conv layers that OpenBLAS and OpenMP really split the work. */
-    ss_conv2d_t c;
-    ss_conv2d_init(&c, 8, 32, 20, 20, 48, 3, 3, 1, 1);
-    size_t nx = (size_t)8 * 32 * 400, ny = (size_t)8 * 48 * 400, nw = (size_t)48 * 32 * 9;
-    size_t wf = ss_conv2d_forward_workspace(&c), wb = ss_conv2d_backward_workspace(&c);
-    float *x = frand(nx, -1, 1), *w = frand(nw, -1, 1), *work = fnew(wf > wb ? wf : wb);
-    float *y1 = fnew(ny), *y2 = fnew(ny), *dx1 = fnew(nx), *dx2 = fnew(nx), *dw1 = fnew(nw),
-          *dw2 = fnew(nw);
-    ss_nn_set_threads(1);
-    ss_conv2d_forward(&c, y1, x, w, NULL, work);
-    ss_conv2d_backward(&c, dx1, dw1, NULL, y1, x, w, work);
-    ss_nn_set_threads(2);
-    ss_conv2d_forward(&c, y2, x, w, NULL, work);
-    ss_conv2d_backward(&c, dx2, dw2, NULL, y1, x, w, work);
-    expect_close("conv fwd 1 vs 2 threads", y2, y1, ny, 1e-6);
-    expect_close("conv din 1 vs 2 threads", dx2, dx1, nx, 1e-6);
-    expect_close("conv dweight 1 vs 2 threads", dw2, dw1, nw, 1e-6);
-    free(x), free(w), free(work), free(y1), free(y2), free(dx1), free(dx2), free(dw1), free(dw2);
+    /* Conv layers big enough that the work is really split, one per path (Winograd, im2col by
+     * column tasks, by output-channel blocks, the stem's plane pieces, stride-2 image tasks, 1x1
+     * downsample): task extents depend on the shape and the CPU count only and every element is
+     * reduced by one thread, so 1 and 2 threads give bit-identical results. */
+    static const int geo[][9] = {/* n cin h w cout k s p */
+                                 {8, 32, 20, 20, 48, 3, 1, 1},   {8, 64, 12, 12, 64, 3, 1, 1},
+                                 {16, 128, 4, 4, 512, 3, 1, 1},  {4, 3, 64, 64, 16, 7, 2, 3},
+                                 {16, 32, 16, 16, 64, 3, 2, 1},  {16, 64, 16, 16, 128, 1, 2, 0}};
+    for (int g = 0; g < (int)(sizeof geo / sizeof geo[0]); g++) {
+        ss_conv2d_t c;
+        ss_conv2d_init(&c, geo[g][0], geo[g][1], geo[g][2], geo[g][3], geo[g][4], geo[g][5],
+                       geo[g][5], geo[g][6], geo[g][7]);
+        size_t nx = (size_t)c.n * c.cin * c.h * c.w, ny = (size_t)c.n * c.cout * c.ho * c.wo,
+               nw = (size_t)c.cout * c.cin * c.kh * c.kw;
+        size_t wf = ss_conv2d_forward_workspace(&c), wb = ss_conv2d_backward_workspace(&c);
+        float *x = frand(nx, -1, 1), *w = frand(nw, -1, 1), *work = fnew(wf > wb ? wf : wb);
+        float *y1 = fnew(ny), *y2 = fnew(ny), *dx1 = fnew(nx), *dx2 = fnew(nx), *dw1 = fnew(nw),
+              *dw2 = fnew(nw);
+        ss_nn_set_threads(1);
+        ss_conv2d_forward(&c, y1, x, w, NULL, work);
+        ss_conv2d_backward(&c, dx1, dw1, NULL, y1, x, w, work);
+        ss_nn_set_threads(2);
+        ss_conv2d_forward(&c, y2, x, w, NULL, work);
+        ss_conv2d_backward(&c, dx2, dw2, NULL, y1, x, w, work);
+        char label[96];
+        snprintf(label, sizeof label, "conv n%d %dx%d²->%d k%d s%d: 1 vs 2 threads bit-identical",
+                 c.n, c.cin, c.h, c.cout, c.kh, c.sh);
+        expect_true(label, memcmp(y1, y2, ny * sizeof(float)) == 0 &&
+                               memcmp(dx1, dx2, nx * sizeof(float)) == 0 &&
+                               memcmp(dw1, dw2, nw * sizeof(float)) == 0);
+        free(x), free(w), free(work), free(y1), free(y2), free(dx1), free(dx2), free(dw1),
+            free(dw2);
+    }
 }
 
 static void test_rng(void)
