@@ -85,6 +85,27 @@ static inline void bn_row_affine(float *op, const float *xp, int hw, float scale
     }
 }
 
+/* Segment sums: the float block sums f1/f2 of L elements go into the double ones d1/d2 (and are
+ * reset); at the end each channel's hw doubles are added into its sums s1/s2. */
+static void bn_seg_flush(double *d1, double *d2, float *f1, float *f2, int L)
+{
+    for (int e = 0; e < L; e++) {
+        d1[e] += f1[e];
+        d2[e] += f2[e];
+        f1[e] = f2[e] = 0.0f;
+    }
+}
+
+static void bn_seg_reduce(double *s1, double *s2, const double *d1, const double *d2, int nch,
+                          int hw)
+{
+    for (int j = 0; j < nch; j++)
+        for (int p = 0; p < hw; p++) {
+            s1[j] += d1[j * hw + p];
+            s2[j] += d2[j * hw + p];
+        }
+}
+
 /* Segment path (hw < BN_SEG_HW): s1[j], s2[j] += shifted moments of channel c0+j. Per-element
  * float accumulators over up to BN_SEG_FLUSH images, flushed into double; each channel's hw
  * element sums are then added in order. */
@@ -108,17 +129,9 @@ static void bn_seg_moments(const float *x, int n, int c, int hw, int c0, int nch
             f2[e] += d * d;
         }
         if ((i + 1) % BN_SEG_FLUSH == 0 || i == n - 1)
-            for (int e = 0; e < L; e++) {
-                d1[e] += f1[e];
-                d2[e] += f2[e];
-                f1[e] = f2[e] = 0.0f;
-            }
+            bn_seg_flush(d1, d2, f1, f2, L);
     }
-    for (int j = 0; j < nch; j++)
-        for (int p = 0; p < hw; p++) {
-            s1[j] += d1[j * hw + p];
-            s2[j] += d2[j * hw + p];
-        }
+    bn_seg_reduce(s1, s2, d1, d2, nch, hw);
 }
 
 static void bn_seg_affine(float *out, const float *x, int n, int c, int hw, int c0, int nch,
@@ -311,17 +324,9 @@ static void bn_seg_dsums(const float *dout, const float *x, const float *relu_ou
             }
         }
         if ((i + 1) % BN_SEG_FLUSH == 0 || i == n - 1)
-            for (int e = 0; e < L; e++) {
-                d1[e] += f1[e];
-                d2[e] += f2[e];
-                f1[e] = f2[e] = 0.0f;
-            }
+            bn_seg_flush(d1, d2, f1, f2, L);
     }
-    for (int j = 0; j < nch; j++)
-        for (int p = 0; p < hw; p++) {
-            sdy[j] += d1[j * hw + p];
-            sdyx[j] += d2[j * hw + p];
-        }
+    bn_seg_reduce(sdy, sdyx, d1, d2, nch, hw);
 }
 
 static void bn_seg_din(float *din, const float *dout, const float *x, const float *relu_out,

@@ -869,6 +869,22 @@ static void conv_backward_1x1(const ss_conv2d_t *c, float *din, float *dweight,
     }
 }
 
+/* dW[nw] += the groups' partial sums (partial[g * nw + e]) in group order, element blocks
+ * split over the threads. Call from inside a parallel region. */
+static void conv_dw_add_partials(float *dweight, const float *partial, size_t nw, int groups)
+{
+#pragma omp for schedule(static)
+    for (size_t e0 = 0; e0 < nw; e0 += 1024) {
+        const size_t e1 = e0 + 1024 < nw ? e0 + 1024 : nw;
+        for (size_t e = e0; e < e1; e++) {
+            float sum = partial[e];
+            for (int g = 1; g < groups; g++)
+                sum += partial[(size_t)g * nw + e];
+            dweight[e] += sum;
+        }
+    }
+}
+
 /* See conv_plane_dw. */
 static void conv_backward_plane_dw(const ss_conv2d_t *c, float *dweight, const float *dout,
                                    const float *in, float *work)
@@ -896,17 +912,7 @@ static void conv_backward_plane_dw(const ss_conv2d_t *c, float *dweight, const f
                             task == t0 ? 0.0f : 1.0f, partial + (size_t)g * nw, K);
             }
         }
-        /* dW += partials in group order, element blocks split over the threads. */
-#pragma omp for schedule(static)
-        for (size_t e0 = 0; e0 < nw; e0 += 1024) {
-            const size_t e1 = e0 + 1024 < nw ? e0 + 1024 : nw;
-            for (size_t e = e0; e < e1; e++) {
-                float sum = partial[e];
-                for (int g = 1; g < groups; g++)
-                    sum += partial[(size_t)g * nw + e];
-                dweight[e] += sum;
-            }
-        }
+        conv_dw_add_partials(dweight, partial, nw, groups);
     }
 }
 
@@ -952,17 +958,7 @@ static void conv_backward_stream(const ss_conv2d_t *c, float *din, float *dweigh
             }
         }
         if (dweight) {
-            /* dW += partials in group order, element blocks split over the threads. */
-#pragma omp for schedule(static)
-            for (size_t e0 = 0; e0 < nw; e0 += 1024) {
-                const size_t e1 = e0 + 1024 < nw ? e0 + 1024 : nw;
-                for (size_t e = e0; e < e1; e++) {
-                    float sum = partial[e];
-                    for (int g = 1; g < groups; g++)
-                        sum += partial[(size_t)g * nw + e];
-                    dweight[e] += sum;
-                }
-            }
+            conv_dw_add_partials(dweight, partial, nw, groups);
         }
     }
 }

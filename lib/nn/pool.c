@@ -53,67 +53,50 @@ static inline void pool_window(const ss_pool2d_t *p, const float *plane, int oy,
     *idx_out = bi;
 }
 
+/* hv/hi = max of r[x .. x + 2] and its column col + k: the first maximum, a NaN taken. */
+static inline void pool_max3(const float *r, int x, int32_t col, float *hv, int32_t *hi)
+{
+    float best = r[x];
+    int32_t bi = col;
+    const float v1 = r[x + 1], v2 = r[x + 2];
+    int t = (v1 > best) | (v1 != v1);
+    best = t ? v1 : best, bi = t ? col + 1 : bi;
+    t = (v2 > best) | (v2 != v2);
+    best = t ? v2 : best, bi = t ? col + 2 : bi;
+    *hv = best, *hi = bi;
+}
+
 /* The 3-wide windows of one input row: hv[ox] / hi[ox] = max and its column over columns
  * [ox·s - p, ox·s - p + 3) ∩ [0, w), first maximum kept, a NaN taken (the scan's rule). */
 static void pool_hrow3(const ss_pool2d_t *p, const float *row, float *hv, int32_t *hi)
 {
     const int w = p->w, s = p->s, pad = p->p;
-    for (int ox = 0; ox < p->wo; ox++) {
-        const int x0 = ox * s - pad;
-        if (x0 >= 0 && x0 + 3 <= w)
-            break;
-        int a = x0 < 0 ? 0 : x0, b = x0 + 3 > w ? w : x0 + 3;
-        float best = row[a];
-        int32_t bi = a;
-        for (int x = a + 1; x < b; x++)
-            if (row[x] > best || row[x] != row[x])
-                best = row[x], bi = x;
-        hv[ox] = best, hi[ox] = bi;
-    }
-    int lo = 0, hi_ = p->wo;
+    int lo = 0, hi_ = p->wo; /* interior ox: the window lies inside the row */
     while (lo < hi_ && lo * s - pad < 0)
         lo++;
     while (hi_ > lo && (hi_ - 1) * s - pad + 3 > w)
         hi_--;
-    if (s == 2) { /* the ResNet stem: constant stride vectorises */
-        const float *r = row - pad;
-#pragma omp simd
-        for (int ox = lo; ox < hi_; ox++) {
-            const int x = 2 * ox;
-            float best = r[x];
-            int32_t bi = x - pad;
-            const float v1 = r[x + 1], v2 = r[x + 2];
-            int t = (v1 > best) | (v1 != v1);
-            best = t ? v1 : best, bi = t ? x + 1 - pad : bi;
-            t = (v2 > best) | (v2 != v2);
-            best = t ? v2 : best, bi = t ? x + 2 - pad : bi;
-            hv[ox] = best, hi[ox] = bi;
-        }
-        lo = hi_; /* done */
-    }
-#pragma omp simd
-    for (int ox = lo; ox < hi_; ox++) {
-        const int x = ox * s - pad;
-        float best = row[x];
-        int32_t bi = x;
-        const float v1 = row[x + 1], v2 = row[x + 2];
-        int t = (v1 > best) | (v1 != v1);
-        best = t ? v1 : best, bi = t ? x + 1 : bi;
-        t = (v2 > best) | (v2 != v2);
-        best = t ? v2 : best, bi = t ? x + 2 : bi;
-        hv[ox] = best, hi[ox] = bi;
-    }
-    for (int ox = hi_ > lo ? hi_ : lo; ox < p->wo; ox++) {
-        const int x0 = ox * s - pad;
-        if (x0 >= 0 && x0 + 3 <= w)
-            continue; /* done above */
-        int a = x0 < 0 ? 0 : x0, b = x0 + 3 > w ? w : x0 + 3;
+    for (int ox = 0; ox < p->wo; ox++) { /* edges: the window clipped to the row */
+        if (ox == lo && hi_ > lo)
+            ox = hi_;
+        if (ox >= p->wo)
+            break;
+        const int x0 = ox * s - pad, a = x0 < 0 ? 0 : x0, b = x0 + 3 > w ? w : x0 + 3;
         float best = row[a];
         int32_t bi = a;
         for (int x = a + 1; x < b; x++)
             if (row[x] > best || row[x] != row[x])
                 best = row[x], bi = x;
         hv[ox] = best, hi[ox] = bi;
+    }
+    if (s == 2) { /* the ResNet stem: a constant stride vectorises */
+#pragma omp simd
+        for (int ox = lo; ox < hi_; ox++)
+            pool_max3(row - pad, 2 * ox, 2 * ox - pad, &hv[ox], &hi[ox]);
+    } else {
+#pragma omp simd
+        for (int ox = lo; ox < hi_; ox++)
+            pool_max3(row, ox * s - pad, ox * s - pad, &hv[ox], &hi[ox]);
     }
 }
 
