@@ -7,7 +7,9 @@
 #
 # usage: bench/run_resnet_bench.sh [BUILD_DIR [THREADS [SIZES]]]   (default build 2 64,96,224)
 # env: SS_PYTHON (default /usr/bin/python3), MIN_TIME (seconds per figure, default 0.5; each
-# figure is the best of the timed runs after one warm-up run), REPEAT (runs of every size,
+# figure is the best of the timed runs after a warm-up of at least 3 calls and MIN_TIME/2 s;
+# PyTorch's figures are the best of 3 freshly built models, since its speed differs by up to
+# 2x from one model instance to the next), REPEAT (runs of every size,
 # alternating C and PyTorch; default 1 — on a loaded machine 2-3 give steadier figures),
 # MEMORY=0 skips the peak-memory runs, CPU_TIME=1 times with process CPU time (load-robust, for
 # THREADS=1 only). Per-layer conv GFLOP/s: bench/conv_bench (NN layers).
