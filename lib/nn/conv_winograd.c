@@ -338,11 +338,12 @@ static inline void wino_copy_row(float *d, const float *s, int n)
 
 /* ---- narrow images ------------------------------------------------------------------------
  * A block is a run of whole tile rows, split into pieces of consecutive rows of one image. The
- * input transform of a piece reads the zero-padded rows through their four polyphase planes
- * E_ab[u][v] = P[2u + a][2v + b] (P = input padded by one, rows of L = tw + 1): the 4×4 patch
- * of tile (u, v) is then E_ab at flat offsets q, q + 1, q + L, q + L + 1 with q = u·L + v, so
- * one flat loop over the piece's q vectorises (column v = tw is a spare, dropped on copy-out).
- * The output and output-gradient transforms read their planes compactly (q = u·tw + v). */
+ * input transform copies the rows it needs, zero-padded to 2L = 2 (tw + 1) columns, into two
+ * planes by row parity, P_a row u = input row 2u + a - 1: the 4×4 patch of tile q = u·L + v is
+ * then at P_a[2q + k] and P_a[2q + 2L + k], so one flat loop over q vectorises (v = tw is a
+ * spare, dropped on copy-out); the pieces of a block are stacked so that small images still
+ * give one long loop. The output-gradient transform reads its 2×2 tiles through four compact
+ * polyphase planes (q = u·tw + v), and the output transform runs flat over the compact M. */
 typedef struct {
     int img, ty0, ty1; /* tile rows [ty0, ty1) of image img */
     int j0;            /* column of its first tile in V / M */
