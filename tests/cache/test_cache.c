@@ -17,17 +17,8 @@
 #include "slidestream/cache.h"
 #include "slidestream/error.h"
 
-static int failures;
+#include "../check.h"
 
-#define CHECK(cond, ...)                                                                   \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            fprintf(stderr, "%s:%d: FAIL %s: ", __FILE__, __LINE__, #cond);                \
-            fprintf(stderr, __VA_ARGS__);                                                  \
-            fputc('\n', stderr);                                                           \
-            failures++;                                                                    \
-        }                                                                                  \
-    } while (0)
 
 static char scratch[900];
 
@@ -693,8 +684,8 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         if (strcmp(argv[1], cases[i].name)) continue;
         cases[i].fn();
-        if (failures) {
-            fprintf(stderr, "cache.%s: %d check(s) failed\n", argv[1], failures);
+        if (check_failures) {
+            fprintf(stderr, "cache.%s: %d check(s) failed\n", argv[1], check_failures);
             return 1;
         }
         printf("cache.%s: all checks passed\n", argv[1]);

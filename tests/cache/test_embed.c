@@ -14,16 +14,7 @@
 #include "slidestream/error.h"
 #include "slidestream/nn_resnet.h"
 
-static int failures;
-#define CHECK(cond, ...)                                                                   \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            fprintf(stderr, "%s:%d: FAIL %s: ", __FILE__, __LINE__, #cond);                \
-            fprintf(stderr, __VA_ARGS__);                                                  \
-            fputc('\n', stderr);                                                           \
-            failures++;                                                                    \
-        }                                                                                  \
-    } while (0)
+#include "../check.h"
 
 static int mkckpt(const char *path, int proj)
 {
@@ -142,7 +133,7 @@ static int verify(const char *ck, const char *outp, const char *feature, int bat
     H5Dclose(df);
     H5Dclose(dn);
     H5Fclose(f);
-    return failures ? 1 : 0;
+    return check_failures ? 1 : 0;
 }
 
 int main(int argc, char **argv)

@@ -13,17 +13,8 @@
 #include "slidestream/cells.h"
 #include "slidestream/error.h"
 
-static int failures;
+#include "../check.h"
 
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            failures++;                                                                            \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                   \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-        }                                                                                          \
-    } while (0)
 
 #define W 800
 #define H 600
@@ -366,6 +357,6 @@ int main(void)
     char cmd[256];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd)) fprintf(stderr, "could not remove %s\n", dir);
-    printf("%s (%d failures)\n", failures ? "FAILED" : "ok", failures);
-    return failures ? 1 : 0;
+    printf("%s (%d check_failures)\n", check_failures ? "FAILED" : "ok", check_failures);
+    return check_failures ? 1 : 0;
 }

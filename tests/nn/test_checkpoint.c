@@ -5,7 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "check.h"
+#include "../check.h"
 #include "slidestream/error.h"
 #include "slidestream/nn_checkpoint.h"
 

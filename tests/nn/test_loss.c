@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check.h"
+#include "../check.h"
 #include "slidestream/error.h"
 #include "slidestream/nn_loss.h"
 

@@ -2,7 +2,7 @@
  * the schedules at known points, and clip_grad_norm_ semantics. */
 #include <stdlib.h>
 
-#include "check.h"
+#include "../check.h"
 #include "slidestream/nn_optim.h"
 
 int main(void)

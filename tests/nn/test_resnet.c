@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "check.h"
+#include "../check.h"
 #include "slidestream/error.h"
 #include "slidestream/nn_layers.h"
 #include "slidestream/nn_resnet.h"

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check.h"
+#include "../check.h"
 #include "slidestream/error.h"
 #include "slidestream/nn_surgery.h"
 

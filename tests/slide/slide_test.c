@@ -12,17 +12,8 @@
 #include "slidestream/error.h"
 #include "slidestream/slide.h"
 
-static int failures;
+#include "../check.h"
 
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                   \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fprintf(stderr, "\n");                                                                 \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
 
 static char data_dir[4096];
 static char tmp_dir[256];
@@ -215,7 +206,7 @@ static int case_open(void)
                in->mpp_source);
         ss_slide_destroy(&s);
     }
-    return failures ? 1 : 0;
+    return check_failures ? 1 : 0;
 }
 
 static int case_tile_real(void)
@@ -275,7 +266,7 @@ static int case_tile_real(void)
         }
         ss_slide_destroy(&s);
     }
-    return failures ? 1 : 0;
+    return check_failures ? 1 : 0;
 }
 
 /* Broken fixtures and DICOM: clear errors naming the file (and region for reads); a loop over a
@@ -407,7 +398,7 @@ static int case_broken(void)
         ss_slide_destroy(&s);
     }
     rm_tmp();
-    return failures ? 1 : 0;
+    return check_failures ? 1 : 0;
 }
 
 /* Plain images through libvips: JPEG smear photos (mpp from override only, since 72 dpi is a
@@ -519,7 +510,7 @@ static int case_plain(void)
     ss_error_clear();
     free(img);
     rm_tmp();
-    return failures ? 1 : 0;
+    return check_failures ? 1 : 0;
 }
 
 /* Cores partition the slide exactly, each tile contains its core with the overlap margin, and
@@ -563,7 +554,7 @@ static int check_coverage(ss_slide_t *s, const ss_tiling_opts_t *o)
                 CHECK(a.core_px_x1 <= a.size - hx, "right margin %g", a.core_px_x1);
             if (r < st.rows - 1)
                 CHECK(a.core_px_y1 <= a.size - hy, "bottom margin %g", a.core_px_y1);
-            if (failures > 20) return -1;
+            if (check_failures > 20) return -1;
         }
     /* counting raster: every level-0 pixel centre is owned by exactly one tile */
     int64_t W = in->width, H = in->height;
@@ -610,7 +601,7 @@ static int check_coverage(ss_slide_t *s, const ss_tiling_opts_t *o)
                         if (meets)
                             CHECK(kept[a.index], "fg mask pixel (%d,%d) in skipped tile", mx, my);
                     }
-                if (failures > 20) break;
+                if (check_failures > 20) break;
             }
         CHECK(fgpix == m->foreground, "mask count");
         free(kept);
@@ -672,7 +663,7 @@ static int case_coverage(void)
         ss_slide_destroy(&s);
     }
     rm_tmp();
-    return failures ? 1 : 0;
+    return check_failures ? 1 : 0;
 }
 
 /* Resampling: at 2x the native mpp a read equals the 2x2 area average of the native read
@@ -792,7 +783,7 @@ static int case_resample(void)
     rm_tmp();
     free(nat);
     free(half);
-    return failures ? 1 : 0;
+    return check_failures ? 1 : 0;
 }
 
 /* The mask keeps sparse cells (smear-like synthetic image; every dot is foreground), not the
@@ -936,7 +927,7 @@ static int case_mask(void)
     }
     ss_error_clear();
     rm_tmp();
-    return failures ? 1 : 0;
+    return check_failures ? 1 : 0;
 }
 
 /* A generated smear with ground truth (slidestream synth slide): every cell centre is in the
@@ -1035,7 +1026,7 @@ static int case_synth(void)
     }
     ss_slide_destroy(&s);
     rm_tmp();
-    return failures ? 1 : 0;
+    return check_failures ? 1 : 0;
 }
 
 int main(int argc, char **argv)
@@ -1059,7 +1050,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "unknown case %s\n", argv[1]);
         return 2;
     }
-    if (failures) fprintf(stderr, "%d check(s) failed\n", failures);
+    if (check_failures) fprintf(stderr, "%d check(s) failed\n", check_failures);
     vips_shutdown();
     return rc;
 }

@@ -16,17 +16,8 @@
 #include "slidestream/error.h"
 #include "slidestream/synth.h"
 
-static int failures;
+#include "../check.h"
 
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                   \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fprintf(stderr, "\n");                                                                 \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
 
 static double prop_double(openslide_t *s, const char *name)
 {
@@ -107,7 +98,7 @@ static int test_openslide(void)
     unlink(truth);
     unlink(path);
     rmdir(dir);
-    return failures != 0;
+    return check_failures != 0;
 }
 
 static int test_regions(void)
@@ -167,7 +158,7 @@ static int test_regions(void)
     }
     CHECK(ss_synth_cell_render(&c, SS_SYNTH_RBC, 0, a) == -1, "RBC is not a cell-set class");
     ss_error_clear();
-    return failures != 0;
+    return check_failures != 0;
 }
 
 int main(int argc, char **argv)

@@ -7,16 +7,7 @@
 #include "slidestream/error.h"
 #include "slidestream/pipeline.h"
 
-static int failures;
-#define CHECK(cond, ...)                                                                         \
-    do {                                                                                         \
-        if (!(cond)) {                                                                           \
-            failures++;                                                                          \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                 \
-            fprintf(stderr, __VA_ARGS__);                                                        \
-            fputc('\n', stderr);                                                                 \
-        }                                                                                        \
-    } while (0)
+#include "../check.h"
 
 static const char *write_conf(const char *text)
 {
@@ -95,6 +86,6 @@ int main(void)
         ss_pipeline_destroy(&p);
     }
     unlink(write_conf(""));
-    printf("pipeline: %s\n", failures ? "FAILED" : "ok");
-    return failures ? 1 : 0;
+    printf("pipeline: %s\n", check_failures ? "FAILED" : "ok");
+    return check_failures ? 1 : 0;
 }

@@ -6,16 +6,7 @@
 #include "slidestream/error.h"
 #include "slidestream/transport.h"
 
-static int failures;
-#define CHECK(cond, ...)                                                                         \
-    do {                                                                                         \
-        if (!(cond)) {                                                                           \
-            failures++;                                                                          \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                 \
-            fprintf(stderr, __VA_ARGS__);                                                        \
-            fputc('\n', stderr);                                                                 \
-        }                                                                                        \
-    } while (0)
+#include "../check.h"
 
 int main(void)
 {
@@ -74,6 +65,6 @@ int main(void)
     t = ss_tally_new(0);
     CHECK(ss_tally_parts(t, 3, 0) == 0 && ss_tally_complete(t, 3), "empty slide");
     ss_tally_destroy(&t);
-    printf("tally: %s\n", failures ? "FAILED" : "ok");
-    return failures ? 1 : 0;
+    printf("tally: %s\n", check_failures ? "FAILED" : "ok");
+    return check_failures ? 1 : 0;
 }

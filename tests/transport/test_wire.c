@@ -7,17 +7,8 @@
 
 #include "slidestream/wire.h"
 
-static int failures;
+#include "../check.h"
 
-#define CHECK(cond, ...)                                                                         \
-    do {                                                                                         \
-        if (!(cond)) {                                                                           \
-            failures++;                                                                          \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                 \
-            fprintf(stderr, __VA_ARGS__);                                                        \
-            fputc('\n', stderr);                                                                 \
-        }                                                                                        \
-    } while (0)
 
 typedef struct {
     uint8_t hdr[SS_WIRE_HEADER_SIZE + 8];
@@ -222,6 +213,6 @@ int main(void)
     CHECK(ss_msg_decode(2, r.hdr, r.hdr_size, NULL, r.payload_size, &h, why, sizeof why) == -1,
           "NULL payload accepted");
     printf("%zu rejection cases, %d round trips: %s\n", n, SS_MSG_TYPE_MAX,
-           failures ? "FAILED" : "ok");
-    return failures ? 1 : 0;
+           check_failures ? "FAILED" : "ok");
+    return check_failures ? 1 : 0;
 }

@@ -1,7 +1,8 @@
-/* slidestream — tiny assertion helpers shared by the nn.* tests: a failed check prints where
- * and why and counts; main returns check_exit() so the exit code carries the verdict. */
-#ifndef SS_TESTS_NN_CHECK_H
-#define SS_TESTS_NN_CHECK_H
+/* slidestream — tiny assertion helpers shared by the test programs: a failed check prints where
+ * and why and counts in check_failures; main returns check_exit() (or tests check_failures) so
+ * the exit code carries the verdict. */
+#ifndef SS_TESTS_CHECK_H
+#define SS_TESTS_CHECK_H
 
 #include <math.h>
 #include <stdio.h>
