@@ -276,7 +276,7 @@ size_t ss_conv2d_forward_workspace(const ss_conv2d_t *c)
         if (plane > im2col)
             im2col = plane;
     }
-    if (ss_conv_wino_applies(c)) {
+    if (ss_conv_wino_applies(c) || ss_conv_wino_applies_u(c)) {
         size_t wino = ss_conv_wino_workspace(c);
         return wino > im2col ? wino : im2col;
     }

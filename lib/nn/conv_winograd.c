@@ -16,29 +16,49 @@
  * Threading: U is computed in parallel over (co, ci); tiles are split into blocks whose extent
  * depends on the shape and the CPU count only, handed out dynamically; each block is transformed,
  * multiplied and written back by one thread (its own slot of V and M), so results do not depend
- * on the thread count. */
+ * on the thread count. Small images with many channels go channels last (wino_cl): images are
+ * transformed by one thread each, each plane's sgemm by one thread, all over fixed shapes. */
 #include "nn_internal.h"
 
 #include <omp.h>
 #include <string.h>
 
 static int wino_enabled = 1;
+static int wino_cl(const ss_conv2d_t *c);
 
 void ss_conv2d_set_winograd(int on)
 {
     wino_enabled = on != 0;
 }
 
-int ss_conv_wino_applies(const ss_conv2d_t *c)
+/* The shape qualifies: partial tiles waste work (3×3 outputs compute 4×4), so the waste must
+ * stay under 1.5×. */
+static int wino_shape(const ss_conv2d_t *c)
 {
     if (!wino_enabled || c->kh != 3 || c->kw != 3 || c->sh != 1 || c->sw != 1 || c->ph != 1 ||
         c->pw != 1)
         return 0;
-    /* Partial tiles waste work: 3×3 outputs compute 4×4. Require < 1.5× waste, and enough tiles
-     * that the per-call weight transform and the small sgemms pay off. */
-    long th = (c->h + 1) / 2, tw = (c->w + 1) / 2;
-    long tiles = (long)c->n * th * tw;
-    return 4 * th * tw * 2 <= 3L * c->h * c->w && tiles >= 128;
+    const long th = (c->h + 1) / 2, tw = (c->w + 1) / 2;
+    return 4 * th * tw * 2 <= 3L * c->h * c->w;
+}
+
+static long wino_tiles(const ss_conv2d_t *c)
+{
+    return (long)c->n * ((c->h + 1) / 2) * ((c->w + 1) / 2);
+}
+
+/* Enough tiles that the per-call weight transform and the small sgemms pay off. */
+int ss_conv_wino_applies(const ss_conv2d_t *c)
+{
+    return wino_shape(c) && wino_tiles(c) >= 128;
+}
+
+/* With U precomputed there is no per-call transform, and the channels-last path (small images,
+ * many channels) beats im2col from 16 tiles on: at 2×2 (ResNet's layer4 at 64 px) one tile is
+ * the image and U holds 16 / 9 of the weights where im2col computes 9 / 4 of the products. */
+int ss_conv_wino_applies_u(const ss_conv2d_t *c)
+{
+    return wino_shape(c) && (wino_tiles(c) >= 128 || (wino_cl(c) && wino_tiles(c) >= 16));
 }
 
 static int wino_slots(void)
@@ -105,6 +125,34 @@ static void wino_block(const ss_conv2d_t *c, long tiles, int tb, long nb, long b
     }
 }
 
+/* Small images, many channels (layers 2-4 at the 64/96 px crop sizes): a tile row has only
+ * 1-6 tiles, too short to vectorise along, and one block per thread would give short sgemms
+ * that repack U for every block. These go channels last instead, by chunks of whole images:
+ * the threads copy their images to a zero-padded [y][x][ci] layout and transform them with
+ * the channels as the vector lanes into Vt[16][tiles][cin]; then the 16 sgemms run with all
+ * of the chunk's tiles (a task per plane), Mt[ξ] = Vt[ξ] · U[ξ]^T; then each image's
+ * [y][x][co] result goes back to NCHW with the bias, residual and ReLU. */
+static int wino_cl(const ss_conv2d_t *c)
+{
+    return (c->w + 1) / 2 <= 4 && (size_t)c->cin * c->cout >= (size_t)128 * 128;
+}
+
+/* Images per channels-last chunk: Vt and Mt together within about 16 MB. */
+static int wino_cl_images(const ss_conv2d_t *c)
+{
+    const long tpi = (long)((c->h + 1) / 2) * ((c->w + 1) / 2);
+    long n = (4L << 20) / (16L * (c->cin + c->cout) * tpi);
+    return (int)(n < 1 ? 1 : n > c->n ? c->n : n);
+}
+
+/* Scratch per thread of the channels-last path: one padded input image [2th+2][2tw+2][cin],
+ * one output image [2th][2tw][cout] and cout zeros (the bias when there is none). */
+static size_t wino_cl_tmp_floats(const ss_conv2d_t *c)
+{
+    const size_t th = (c->h + 1) / 2, tw = (c->w + 1) / 2;
+    return (2 * th + 2) * (2 * tw + 2) * c->cin + 4 * th * tw * c->cout + c->cout + 64;
+}
+
 /* Floats between the 16 planes of U (and of dU): padded like V and M below. */
 static size_t wino_ustride(const ss_conv2d_t *c)
 {
@@ -132,6 +180,11 @@ static size_t wino_tmp_floats(const ss_conv2d_t *c, int tb)
 size_t ss_conv_wino_workspace(const ss_conv2d_t *c)
 {
     const int tb = wino_tb(c);
+    if (wino_cl(c)) {
+        const int tc = wino_cl_images(c) * ((c->h + 1) / 2) * ((c->w + 1) / 2);
+        return 16 * wino_ustride(c) + 16 * (wino_pstride(tc, c->cin) + wino_pstride(tc, c->cout)) +
+               (size_t)wino_slots() * wino_cl_tmp_floats(c);
+    }
     return 16 * wino_ustride(c) +
            (size_t)wino_slots() * (16 * (wino_pstride(c->cin, tb) + wino_pstride(c->cout, tb)) +
                                    wino_tmp_floats(c, tb));
@@ -530,6 +583,134 @@ void ss_conv_wino_weights(const ss_conv2d_t *c, float *U, const float *weight)
     wino_weights(c, U, weight, 0);
 }
 
+/* Vt[16][tiles][cin] (plane stride vstride) of image img, its tiles from column t0. */
+static void wino_input_cl(const ss_conv2d_t *c, float *Vt, size_t vstride, long t0,
+                          const float *in, int img, float *tmp)
+{
+    const int h = c->h, w = c->w, cin = c->cin, th = (h + 1) / 2, tw = (w + 1) / 2;
+    const int wp = 2 * tw + 2, hp = 2 * th + 2;
+    const size_t plane = (size_t)h * w, row = (size_t)wp * cin;
+    float *X = tmp; /* X[y + 1][x + 1][ci] = in[img][ci][y][x], zero outside */
+    memset(X, 0, row * sizeof(float));
+    for (int y = h + 1; y < hp; y++)
+        memset(X + y * row, 0, row * sizeof(float));
+    for (int y = 1; y <= h; y++) {
+        memset(X + y * row, 0, (size_t)cin * sizeof(float));
+        memset(X + y * row + (size_t)(w + 1) * cin, 0, (size_t)(wp - w - 1) * cin * sizeof(float));
+    }
+    const float *src = in + (size_t)img * cin * plane;
+    for (int c0 = 0; c0 < cin; c0 += 16) {
+        const int nc = cin - c0 < 16 ? cin - c0 : 16;
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                float *d = X + (y + 1) * row + (size_t)(x + 1) * cin + c0;
+                const float *q = src + (size_t)c0 * plane + (size_t)y * w + x;
+                for (int k = 0; k < nc; k++)
+                    d[k] = q[k * plane];
+            }
+    }
+    for (int ty = 0; ty < th; ty++)
+        for (int tx = 0; tx < tw; tx++) {
+            const float *p = X + (size_t)(2 * ty) * row + (size_t)(2 * tx) * cin;
+            float *v = Vt + (size_t)(t0 + ty * tw + tx) * cin;
+#pragma omp simd
+            for (int ci = 0; ci < cin; ci++) {
+                float cr[4][4];
+                for (int i = 0; i < 4; i++) { /* d_i B: the patch rows' column transform */
+                    const float *r = p + i * row + ci;
+                    const float a0 = r[0], a1 = r[cin], a2 = r[2 * cin], a3 = r[3 * cin];
+                    cr[i][0] = a0 - a2;
+                    cr[i][1] = a1 + a2;
+                    cr[i][2] = a2 - a1;
+                    cr[i][3] = a1 - a3;
+                }
+                for (int k = 0; k < 4; k++) { /* B^T · */
+                    v[(size_t)(0 + k) * vstride + ci] = cr[0][k] - cr[2][k];
+                    v[(size_t)(4 + k) * vstride + ci] = cr[1][k] + cr[2][k];
+                    v[(size_t)(8 + k) * vstride + ci] = cr[2][k] - cr[1][k];
+                    v[(size_t)(12 + k) * vstride + ci] = cr[1][k] - cr[3][k];
+                }
+            }
+        }
+}
+
+/* Image img of out = A^T M A (+ bias, + residual, ReLU) from Mt[16][tiles][cout], its tiles
+ * from column t0. */
+static void wino_output_cl(const ss_conv2d_t *c, float *out, const float *Mt, size_t mstride,
+                           long t0, const float *bias, const float *residual, int relu, int img,
+                           float *tmp)
+{
+    const int h = c->h, w = c->w, cout = c->cout, th = (h + 1) / 2, tw = (w + 1) / 2;
+    const size_t plane = (size_t)h * w, row = (size_t)2 * tw * cout;
+    float *Y = tmp, *zero = Y + 2 * th * row; /* Y[y][x][co] */
+    if (!bias) {
+        memset(zero, 0, (size_t)cout * sizeof(float));
+        bias = zero;
+    }
+    for (int ty = 0; ty < th; ty++)
+        for (int tx = 0; tx < tw; tx++) {
+            const float *m = Mt + (size_t)(t0 + ty * tw + tx) * cout;
+            float *y0 = Y + (size_t)(2 * ty) * row + (size_t)(2 * tx) * cout, *y1 = y0 + row;
+#pragma omp simd
+            for (int co = 0; co < cout; co++) {
+                float s0[4], s1[4];
+                for (int k = 0; k < 4; k++) { /* A^T M */
+                    const float v0 = m[(size_t)k * mstride + co], v1 = m[(size_t)(4 + k) * mstride + co],
+                                v2 = m[(size_t)(8 + k) * mstride + co],
+                                v3 = m[(size_t)(12 + k) * mstride + co];
+                    s0[k] = v0 + v1 + v2;
+                    s1[k] = v1 - v2 - v3;
+                }
+                const float b = bias[co]; /* (A^T M) A, + bias */
+                y0[co] = s0[0] + s0[1] + s0[2] + b;
+                y0[cout + co] = s0[1] - s0[2] - s0[3] + b;
+                y1[co] = s1[0] + s1[1] + s1[2] + b;
+                y1[cout + co] = s1[1] - s1[2] - s1[3] + b;
+            }
+        }
+    const size_t base = (size_t)img * cout * plane;
+    for (int co = 0; co < cout; co++) {
+        float *o = out + base + (size_t)co * plane;
+        const float *res = residual ? residual + base + (size_t)co * plane : NULL;
+        for (int y = 0; y < h; y++) {
+            const float *yr = Y + (size_t)y * row + co;
+            float *od = o + (size_t)y * w;
+            const float *rd = res ? res + (size_t)y * w : NULL;
+            for (int x = 0; x < w; x++) {
+                float val = yr[(size_t)x * cout];
+                if (rd)
+                    val += rd[x];
+                od[x] = (relu && val < 0.0f) ? 0.0f : val;
+            }
+        }
+    }
+}
+
+/* The channels-last forward (see wino_cl) inside wino_forward's parallel region. */
+static void wino_forward_cl(const ss_conv2d_t *c, float *out, const float *in, const float *U,
+                            const float *bias, const float *residual, int relu, float *work)
+{
+    const int cin = c->cin, cout = c->cout, tpi = ((c->h + 1) / 2) * ((c->w + 1) / 2);
+    const int cimg = wino_cl_images(c), tcmax = cimg * tpi;
+    const size_t vs = wino_pstride(tcmax, cin), ms = wino_pstride(tcmax, cout);
+    float *Vt = work, *Mt = Vt + 16 * vs;
+    float *tmp = Mt + 16 * ms + (size_t)omp_get_thread_num() * wino_cl_tmp_floats(c);
+    for (int n0 = 0; n0 < c->n; n0 += cimg) {
+        const int ni = c->n - n0 < cimg ? c->n - n0 : cimg;
+#pragma omp for schedule(dynamic, 1)
+        for (int i = 0; i < ni; i++)
+            wino_input_cl(c, Vt, vs, (long)i * tpi, in, n0 + i, tmp);
+#pragma omp for schedule(dynamic, 1)
+        for (int k = 0; k < 16; k++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ni * tpi, cout, cin, 1.0f,
+                        Vt + (size_t)k * vs, cin, U + (size_t)k * wino_ustride(c), cin, 0.0f,
+                        Mt + (size_t)k * ms, cout);
+#pragma omp for schedule(dynamic, 1)
+        for (int i = 0; i < ni; i++)
+            wino_output_cl(c, out, Mt, ms, (long)i * tpi, bias, residual, relu, n0 + i, tmp);
+    }
+}
+
 /* The forward pass with U from the weights (into work) or, when Uready, precomputed. */
 static void wino_forward(const ss_conv2d_t *c, float *out, const float *in, const float *weight,
                          int flip, const float *Uready, const float *bias,
@@ -548,6 +729,9 @@ static void wino_forward(const ss_conv2d_t *c, float *out, const float *in, cons
     {
         if (!Uready)
             wino_weights(c, work, weight, flip); /* ends with the for's barrier */
+        if (wino_cl(c)) {
+            wino_forward_cl(c, out, in, U, bias, residual, relu, slot0);
+        } else {
         const size_t vs = wino_pstride(cin, tb), ms = wino_pstride(cout, tb);
         float *V = slot0 + (size_t)omp_get_thread_num() *
                                (16 * (vs + ms) + wino_tmp_floats(c, tb));
@@ -572,6 +756,7 @@ static void wino_forward(const ss_conv2d_t *c, float *out, const float *in, cons
                 wino_output(c, out, M, tb, ms, bias, residual, relu, sg, nseg, tmp, tb);
             else
                 wino_output_rows(c, out, M, tb, ms, bias, residual, relu, pc, nseg, tmp, tb);
+        }
         }
     }
 }

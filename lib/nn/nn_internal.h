@@ -31,6 +31,9 @@ void ss_conv_wino_forward(const ss_conv2d_t *c, float *out, const float *in, con
  * U holds ss_conv_wino_weights_floats(c) floats; work is sized as for ss_conv_wino_forward. */
 size_t ss_conv_wino_weights_floats(const ss_conv2d_t *c);
 void ss_conv_wino_weights(const ss_conv2d_t *c, float *U, const float *weight);
+/* As ss_conv_wino_applies, for ss_conv_wino_forward_u (U precomputed): also smaller batches
+ * of small images with many channels. Its workspace is ss_conv_wino_workspace's. */
+int ss_conv_wino_applies_u(const ss_conv2d_t *c);
 void ss_conv_wino_forward_u(const ss_conv2d_t *c, float *out, const float *in, const float *U,
                             const float *bias, const float *residual, int relu, float *work);
 /* dweight[cout][cin][3][3] += Winograd weight gradient from dout and the forward input. */

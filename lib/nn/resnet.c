@@ -635,7 +635,7 @@ static int fold_all(ss_resnet_t *m)
             total += ((size_t)c->g.cout + 15) & ~(size_t)15;
             /* Winograd convs (at the largest batch; never at a smaller one if not there) keep
              * their transformed weights: the forward then skips that transform */
-            c->has_u = ss_conv_wino_applies(&c->g);
+            c->has_u = ss_conv_wino_applies_u(&c->g);
             if (c->has_u) {
                 c->fu = total;
                 total += (ss_conv_wino_weights_floats(&c->g) + 15) & ~(size_t)15;
@@ -681,7 +681,7 @@ static void conv_fused(ss_resnet_t *m, const convbn_t *c, float *out, const floa
 {
     ss_resnet_impl_t *im = m->impl;
     ss_conv2d_t g = geom(c, n);
-    if (c->has_u && ss_conv_wino_applies(&g))
+    if (c->has_u && ss_conv_wino_applies_u(&g))
         ss_conv_wino_forward_u(&g, out, x, im->folded + c->fu, im->folded + c->fb, residual,
                                relu, im->work);
     else

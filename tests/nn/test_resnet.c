@@ -279,6 +279,54 @@ static void checkpoints(const char *dir)
     ss_resnet_destroy(&m);
 }
 
+/* The inference paths of a full-width ResNet-18 at 64 px, batch 16: Winograd with the weights
+ * transformed once (row transforms in layer1, channels last in layers 2-4, layer4's 2×2 maps
+ * included) against im2col for every conv, and 1 against 2 threads, bit for bit. */
+static void eval_paths(void)
+{
+    ss_resnet_config_t c = ss_resnet_config_default(18);
+    c.input_size = 64;
+    c.num_classes = 5;
+    c.seed = 3;
+    const int n = 16;
+    ss_resnet_t *m = ss_resnet_new(&c, n, 0);
+    if (!m) {
+        CHECK(0, "%s", ss_error_last());
+        return;
+    }
+    size_t nx = (size_t)n * 3 * 64 * 64;
+    float *x = malloc(nx * sizeof(float));
+    ss_rng_t rng;
+    ss_rng_seed(&rng, 17);
+    ss_rng_fill_normal(&rng, x, nx, 0, 1);
+    int d = 0;
+    float *out[3];
+    for (int k = 0; k < 3; k++) { /* 2 threads; 1 thread; im2col */
+        ss_nn_set_threads(k == 1 ? 1 : 2);
+        ss_conv2d_set_winograd(k != 2);
+        CHECK(ss_resnet_forward(m, x, n, 0) == 0, "eval %d", k);
+        const float *f = ss_resnet_output(m, SS_RESNET_FEATURE, &d);
+        out[k] = malloc((size_t)n * d * sizeof(float));
+        memcpy(out[k], f, (size_t)n * d * sizeof(float));
+    }
+    ss_conv2d_set_winograd(1);
+    ss_nn_set_threads(0);
+    CHECK(!memcmp(out[0], out[1], (size_t)n * d * sizeof(float)),
+          "eval features: 1 and 2 threads bit-identical");
+    double scale = 0;
+    for (size_t i = 0; i < (size_t)n * d; i++)
+        scale = fabs(out[2][i]) > scale ? fabs(out[2][i]) : scale;
+    int bad = 0;
+    for (size_t i = 0; i < (size_t)n * d; i++)
+        bad += fabs(out[0][i] - out[2][i]) > 1e-4 * scale + 1e-4 * fabs(out[2][i]);
+    CHECK(bad == 0, "eval features: Winograd vs im2col, %d of %d beyond 1e-4 of the scale %.3g",
+          bad, n * d, scale);
+    for (int k = 0; k < 3; k++)
+        free(out[k]);
+    free(x);
+    ss_resnet_destroy(&m);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 4 && !strcmp(argv[1], "resave")) {
@@ -306,6 +354,7 @@ int main(int argc, char **argv)
     }
     structure();
     gradient_check();
+    eval_paths();
     checkpoints(argc > 1 ? argv[1] : ".");
     return check_exit("nn.resnet");
 }

@@ -227,6 +227,11 @@ static void test_conv(void)
     conv_case(3, 64, 12, 12, 32, 3, 3, 1, 1, 1, 1, 1, 0);
     conv_case(2, 3, 9, 33, 4, 3, 3, 1, 1, 1, 1, 1, 1);     /* row-strip transforms (>= 16 tiles/row) */
     conv_case(2, 16, 7, 40, 8, 3, 3, 1, 1, 1, 1, 0, 0);
+    /* small images, many channels: channels last (odd sizes, partial tiles, cin not a
+     * multiple of 16, a 2x3 image of two tiles) */
+    conv_case(8, 128, 8, 8, 130, 3, 3, 1, 1, 1, 1, 1, 0);
+    conv_case(32, 129, 5, 7, 128, 3, 3, 1, 1, 1, 1, 1, 0);
+    conv_case(64, 130, 2, 3, 128, 3, 3, 1, 1, 1, 1, 0, 0);
     /* more than 128x128 channel pairs: the weight gradient by chunks, not block by block */
     conv_case(4, 130, 12, 12, 132, 3, 3, 1, 1, 1, 1, 0, 0);
     ss_conv2d_set_winograd(0); /* the same shapes through im2col */
@@ -1032,7 +1037,8 @@ static void test_threads(void)
     static const int geo[][9] = {/* n cin h w cout k s p */
                                  {8, 32, 20, 20, 48, 3, 1, 1},   {8, 64, 12, 12, 64, 3, 1, 1},
                                  {16, 128, 4, 4, 512, 3, 1, 1},  {4, 3, 64, 64, 16, 7, 2, 3},
-                                 {16, 32, 16, 16, 64, 3, 2, 1},  {16, 64, 16, 16, 128, 1, 2, 0}};
+                                 {16, 32, 16, 16, 64, 3, 2, 1},  {16, 64, 16, 16, 128, 1, 2, 0},
+                                 {32, 128, 4, 4, 256, 3, 1, 1}};
     for (int g = 0; g < (int)(sizeof geo / sizeof geo[0]); g++) {
         ss_conv2d_t c;
         ss_conv2d_init(&c, geo[g][0], geo[g][1], geo[g][2], geo[g][3], geo[g][4], geo[g][5],
