@@ -4,6 +4,7 @@
 #include "slidestream/nn_layers.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define POOL_PAR_MIN ((size_t)1 << 14)
@@ -173,8 +174,86 @@ static inline float max_nan(float best, float v)
     return (v > best) | (v != v) ? v : best;
 }
 
+/* 16 floats as one vector (GCC/Clang vector extension): the stride-2 column picks of the stem's
+ * pool become two shuffles instead of element-wise inserts. */
+typedef float v16f __attribute__((vector_size(64)));
+typedef int32_t v16i __attribute__((vector_size(64)));
+
+static inline v16f max_nan_v(v16f best, v16f v)
+{
+    const v16i take = (v > best) | (v != v);
+    return (v16f)(((v16i)v & take) | ((v16i)best & ~take));
+}
+
+/* The ResNet stem's window (3×3, stride 2, padding 1) on one plane: each input row's column
+ * triples first (hm[y][ox] = max of columns 2ox-1 .. 2ox+1, by blocks of 32 columns split into
+ * even and odd ones), then the maximum of three such rows. The NaN-passing max gives the window
+ * scan's values in any order. */
+static void maxpool_3s2p1_plane(float *restrict dst, const float *restrict src, int h, int w,
+                                int ho, int wo, float *restrict hm)
+{
+    for (int y = 0; y < h; y++) {
+        const float *r = src + (size_t)y * w;
+        float *o = hm + (size_t)y * wo;
+        float prev = -INFINITY; /* column 2ox-1 of the block's first window */
+        int ox = 0;
+        for (; 2 * ox + 32 <= w; ox += 16) {
+            v16f a, b;
+            memcpy(&a, r + 2 * ox, sizeof a);
+            memcpy(&b, r + 2 * ox + 16, sizeof b);
+            const v16f even = __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18,
+                                                      20, 22, 24, 26, 28, 30);
+            const v16f odd = __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21,
+                                                     23, 25, 27, 29, 31);
+            const v16f carry = {prev};
+            const v16f left = __builtin_shufflevector(carry, odd, 0, 16, 17, 18, 19, 20, 21, 22,
+                                                      23, 24, 25, 26, 27, 28, 29, 30);
+            const v16f m = max_nan_v(max_nan_v(left, even), odd);
+            memcpy(o + ox, &m, sizeof m);
+            prev = odd[15];
+        }
+        for (; ox < wo; ox++) {
+            float m = ox > 0 ? r[2 * ox - 1] : -INFINITY;
+            m = max_nan(m, r[2 * ox]);
+            o[ox] = 2 * ox + 1 < w ? max_nan(m, r[2 * ox + 1]) : m;
+        }
+    }
+    for (int oy = 0; oy < ho; oy++) {
+        const int y0 = 2 * oy - 1 < 0 ? 0 : 2 * oy - 1, y1 = 2 * oy + 1 < h ? 2 * oy + 1 : h - 1;
+        float *restrict d = dst + (size_t)oy * wo;
+        const float *restrict a = hm + (size_t)y0 * wo;
+#pragma omp simd
+        for (int ox = 0; ox < wo; ox++)
+            d[ox] = a[ox];
+        for (int y = y0 + 1; y <= y1; y++) {
+            const float *restrict b = hm + (size_t)y * wo;
+#pragma omp simd
+            for (int ox = 0; ox < wo; ox++)
+                d[ox] = max_nan(d[ox], b[ox]);
+        }
+    }
+}
+
 void ss_maxpool2d_forward_values(const ss_pool2d_t *p, float *out, const float *in)
 {
+    if (p->k == 3 && p->s == 2 && p->p == 1) {
+        const int planes = p->n * p->c;
+        const size_t in_plane = (size_t)p->h * p->w, out_plane = (size_t)p->ho * p->wo;
+        int failed = 0;
+#pragma omp parallel if (planes * in_plane >= POOL_PAR_MIN) reduction(| : failed)
+        {
+            float *hm = malloc((size_t)p->h * p->wo * sizeof(float));
+            failed = !hm;
+#pragma omp for schedule(dynamic, 8)
+            for (int pl = 0; pl < planes; pl++)
+                if (hm)
+                    maxpool_3s2p1_plane(out + pl * out_plane, in + pl * in_plane, p->h, p->w,
+                                        p->ho, p->wo, hm);
+            free(hm);
+        }
+        if (!failed)
+            return; /* out of memory for the row maxima: the general path below */
+    }
     const int planes = p->n * p->c, w = p->w;
     const size_t in_plane = (size_t)p->h * p->w, out_plane = (size_t)p->ho * p->wo;
 #pragma omp parallel if (planes * in_plane >= POOL_PAR_MIN)

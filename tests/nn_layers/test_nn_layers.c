@@ -512,6 +512,7 @@ static void test_pool(void)
     maxpool_case(1, 2, 7, 6, 2, 2, 0);
     maxpool_case(2, 4, 10, 10, 3, 1, 1);
     maxpool_case(3, 16, 32, 32, 3, 2, 1); /* threaded */
+    maxpool_case(2, 3, 35, 67, 3, 2, 1);  /* blocks of 32 columns, then an odd tail */
     /* Ties and padding semantics: all-equal input picks the first in-bounds element. */
     {
         ss_pool2d_t pl;
@@ -533,6 +534,22 @@ static void test_pool(void)
         ss_maxpool2d_forward_naive(&pl, y2, idx2, x);
         expect_true("maxpool several NaNs: last wins, fast == naive",
                     idx[3] == 10 && memcmp(idx, idx2, sizeof idx) == 0);
+        /* NaNs in the values-only path's 32-column blocks: on a block's edges and inside */
+        {
+            ss_pool2d_t pv;
+            ss_pool2d_init(&pv, 1, 1, 3, 70, 3, 2, 1);
+            float xv[210], yv[70], yv2[70];
+            int32_t iv[70];
+            for (int i = 0; i < 210; i++)
+                xv[i] = (float)((i * 7) % 11);
+            xv[31] = xv[32] = xv[70 + 17] = xv[140 + 63] = xv[140 + 69] = NAN;
+            ss_maxpool2d_forward_values(&pv, yv, xv);
+            ss_maxpool2d_forward_naive(&pv, yv2, iv, xv);
+            int same = 1;
+            for (int i = 0; i < pv.ho * pv.wo; i++)
+                same &= isnan(yv[i]) ? isnan(yv2[i]) : yv[i] == yv2[i];
+            expect_true("maxpool values-only with NaNs == naive", same);
+        }
         /* Same in the interior fast path (window fully inside a larger image). */
         ss_pool2d_t pb;
         ss_pool2d_init(&pb, 1, 1, 7, 7, 3, 2, 1);
