@@ -137,11 +137,13 @@ static int wino_cl(const ss_conv2d_t *c)
     return (c->w + 1) / 2 <= 4 && (size_t)c->cin * c->cout >= (size_t)128 * 128;
 }
 
-/* Images per channels-last chunk: Vt and Mt together within about 16 MB. */
+/* Images per channels-last chunk: Vt and Mt together within about 16 MB (or the scratch cap,
+ * ss_conv2d_set_work_cap, when that is lower). */
 static int wino_cl_images(const ss_conv2d_t *c)
 {
     const long tpi = (long)((c->h + 1) / 2) * ((c->w + 1) / 2);
-    long n = (4L << 20) / (16L * (c->cin + c->cout) * tpi);
+    const size_t cap = ss_conv_work_cap() < ((size_t)4 << 20) ? ss_conv_work_cap() : (size_t)4 << 20;
+    long n = (long)(cap / (16 * ((size_t)c->cin + c->cout) * tpi));
     return (int)(n < 1 ? 1 : n > c->n ? c->n : n);
 }
 
@@ -153,10 +155,28 @@ static size_t wino_cl_tmp_floats(const ss_conv2d_t *c)
     return (2 * th + 2) * (2 * tw + 2) * c->cin + 4 * th * tw * c->cout + c->cout + 64;
 }
 
+/* Output channels of one panel of the channels-last U (see wino_gemm_panels). */
+#define WINO_PANEL 32
+
+/* Output channels U holds: cout, rounded up to whole panels on the channels-last path. */
+static int wino_ucout(const ss_conv2d_t *c)
+{
+    return wino_cl(c) ? (c->cout + WINO_PANEL - 1) / WINO_PANEL * WINO_PANEL : c->cout;
+}
+
 /* Floats between the 16 planes of U (and of dU): padded like V and M below. */
 static size_t wino_ustride(const ss_conv2d_t *c)
 {
-    return (size_t)c->cout * c->cin + 16;
+    return (size_t)wino_ucout(c) * c->cin + 16;
+}
+
+/* Offset of U[co][ci] within a plane: row-major [cout][cin], or on the channels-last path in
+ * panels [cout / 32][cin][32] that wino_gemm_panels streams in order. */
+static inline size_t wino_uoff(int cl, int cin, int co, int ci)
+{
+    if (!cl)
+        return (size_t)co * cin + ci;
+    return ((size_t)(co / WINO_PANEL) * cin + ci) * WINO_PANEL + co % WINO_PANEL;
 }
 
 /* Floats between the 16 planes of V ([ch][tb] each) and of M: padded by 16 floats so the 16
@@ -194,8 +214,15 @@ size_t ss_conv_wino_workspace(const ss_conv2d_t *c)
  * transposed problem, i.e. [cin][cout][3][3] read as w'[co][ci][ky][kx] = w[ci][co][2-ky][2-kx]. */
 static void wino_weights(const ss_conv2d_t *c, float *U, const float *weight, int flip)
 {
-    const int cout = c->cout, cin = c->cin;
+    const int cout = c->cout, cin = c->cin, cl = wino_cl(c), ucout = wino_ucout(c);
     const size_t plane = wino_ustride(c);
+    if (ucout > cout) { /* the last panel's spare channels: zero */
+#pragma omp for schedule(static)
+        for (int ci = 0; ci < cin; ci++)
+            for (int k = 0; k < 16; k++)
+                for (int co = cout; co < ucout; co++)
+                    U[(size_t)k * plane + wino_uoff(cl, cin, co, ci)] = 0.0f;
+    }
 #pragma omp for collapse(2) schedule(static)
     for (int co = 0; co < cout; co++) {
         for (int ci = 0; ci < cin; ci++) {
@@ -216,7 +243,7 @@ static void wino_weights(const ss_conv2d_t *c, float *U, const float *weight, in
                 t[3][j] = g[2][j];
             }
             for (int i = 0; i < 4; i++) { /* (G g) G^T */
-                float *u = U + (size_t)(i * 4) * plane + (size_t)co * cin + ci;
+                float *u = U + (size_t)(i * 4) * plane + wino_uoff(cl, cin, co, ci);
                 u[0] = t[i][0];
                 u[plane] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
                 u[2 * plane] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
@@ -686,6 +713,51 @@ static void wino_output_cl(const ss_conv2d_t *c, float *out, const float *Mt, si
     }
 }
 
+/* 16 floats as one vector (GCC/Clang vector extension). */
+typedef float wino_v16 __attribute__((vector_size(64)));
+
+/* Rows [m0, m0 + rb) of C = A · U for one panel of 32 columns (U's panel: [K][32]). */
+static inline void wino_panel_rows(int rb, int ncols, int K, const float *restrict A, int lda,
+                                   const float *restrict up, float *restrict C, int ldc)
+{
+    wino_v16 acc[8][2];
+    for (int r = 0; r < rb; r++)
+        acc[r][0] = acc[r][1] = (wino_v16){0};
+    for (int k = 0; k < K; k++) {
+        wino_v16 b0, b1;
+        memcpy(&b0, up + (size_t)k * WINO_PANEL, sizeof b0);
+        memcpy(&b1, up + (size_t)k * WINO_PANEL + 16, sizeof b1);
+        for (int r = 0; r < rb; r++) {
+            const float a = A[(size_t)r * lda + k];
+            acc[r][0] += a * b0;
+            acc[r][1] += a * b1;
+        }
+    }
+    for (int r = 0; r < rb; r++)
+        memcpy(C + (size_t)r * ldc, acc[r], (size_t)ncols * sizeof(float));
+}
+
+/* C[M][N] = A[M][K] · U, U in panels of 32 columns ([ceil(N / 32)][K][32], spare columns
+ * zero). OpenBLAS would repack U (the larger operand at these shapes) on every call; the
+ * panels are already in the order the loop reads them: per panel, rows by 8 with 16 vector
+ * accumulators, the panel (K × 128 bytes) read from memory once and then from cache. One
+ * thread, a fixed summation order. */
+static void wino_gemm_panels(int M, int N, int K, const float *A, int lda, const float *U,
+                             float *C, int ldc)
+{
+    for (int n0 = 0; n0 < N; n0 += WINO_PANEL) {
+        const float *up = U + (size_t)n0 * K;
+        const int ncols = N - n0 < WINO_PANEL ? N - n0 : WINO_PANEL;
+        int m0 = 0;
+        for (; m0 + 8 <= M; m0 += 8)
+            wino_panel_rows(8, ncols, K, A + (size_t)m0 * lda, lda, up, C + (size_t)m0 * ldc + n0,
+                            ldc);
+        if (m0 < M)
+            wino_panel_rows(M - m0, ncols, K, A + (size_t)m0 * lda, lda, up,
+                            C + (size_t)m0 * ldc + n0, ldc);
+    }
+}
+
 /* The channels-last forward (see wino_cl) inside wino_forward's parallel region. */
 static void wino_forward_cl(const ss_conv2d_t *c, float *out, const float *in, const float *U,
                             const float *bias, const float *residual, int relu, float *work)
@@ -702,9 +774,8 @@ static void wino_forward_cl(const ss_conv2d_t *c, float *out, const float *in, c
             wino_input_cl(c, Vt, vs, (long)i * tpi, in, n0 + i, tmp);
 #pragma omp for schedule(dynamic, 1)
         for (int k = 0; k < 16; k++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ni * tpi, cout, cin, 1.0f,
-                        Vt + (size_t)k * vs, cin, U + (size_t)k * wino_ustride(c), cin, 0.0f,
-                        Mt + (size_t)k * ms, cout);
+            wino_gemm_panels(ni * tpi, cout, cin, Vt + (size_t)k * vs, cin,
+                             U + (size_t)k * wino_ustride(c), Mt + (size_t)k * ms, cout);
 #pragma omp for schedule(dynamic, 1)
         for (int i = 0; i < ni; i++)
             wino_output_cl(c, out, Mt, ms, (long)i * tpi, bias, residual, relu, n0 + i, tmp);

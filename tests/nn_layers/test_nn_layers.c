@@ -232,6 +232,7 @@ static void test_conv(void)
     conv_case(8, 128, 8, 8, 130, 3, 3, 1, 1, 1, 1, 1, 0);
     conv_case(32, 129, 5, 7, 128, 3, 3, 1, 1, 1, 1, 1, 0);
     conv_case(64, 130, 2, 3, 128, 3, 3, 1, 1, 1, 1, 0, 0);
+    conv_case(15, 128, 5, 5, 136, 3, 3, 1, 1, 1, 1, 1, 0); /* 135 tiles: rows not by 8 */
     /* more than 128x128 channel pairs: the weight gradient by chunks, not block by block */
     conv_case(4, 130, 12, 12, 132, 3, 3, 1, 1, 1, 1, 0, 0);
     ss_conv2d_set_winograd(0); /* the same shapes through im2col */
@@ -244,6 +245,8 @@ static void test_conv(void)
     conv_case(7, 8, 6, 6, 16, 3, 3, 2, 2, 1, 1, 0, 0);
     conv_case(6, 4, 10, 12, 5, 3, 3, 1, 1, 1, 1, 1, 1); /* Winograd dW block by block */
     conv_case(4, 130, 12, 12, 132, 3, 3, 1, 1, 1, 1, 0, 0); /* Winograd dW over several chunks */
+    ss_conv2d_set_work_cap(300000);
+    conv_case(15, 128, 5, 5, 136, 3, 3, 1, 1, 1, 1, 1, 0); /* channels last, chunks of 8 images */
     ss_conv2d_set_work_cap(0);
     /* Workspace never grows when the batch shrinks (models size it once for the largest). */
     {
