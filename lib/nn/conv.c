@@ -33,6 +33,7 @@
 #include "nn_internal.h"
 
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Backward scratch budget per chunk of images in floats (32 MiB): large enough that the sgemm
@@ -198,6 +199,36 @@ static int conv_plane_width(const ss_conv2d_t *c)
     return hi - lo;
 }
 
+/* Panel mode: im2col straight into panels of 32 output columns ([K][32] each, the layout
+ * ss_panel_block reads) and the product by blocks of 8 output channels, the weight read in
+ * place: an sgemm would copy the weight and the im2col block once more into its own layout,
+ * which at these sizes (the stem: K = 147; the stride-2 convs) costs as much as the product.
+ * Tasks are runs of panels over the batch's columns (image, oy, ox), a few per slot; within a
+ * task, channel blocks outside and panels inside, so each weight block is read once per task. */
+#define CONV_PANELS_MAX 8
+
+static int conv_fwd_panels(const ss_conv2d_t *c)
+{
+    /* measured (bench/conv_bench, 2 threads): faster for the stem at every size and for the
+     * stride-2 3×3 convs at 64-96 px (10-20%); slower with K < 128 (the 1×1 downsample) and
+     * for layer2.0 at 224 px, where plane mode's long sgemms win (large planes, K = 576) */
+    return conv_k(c) >= 128 && conv_k(c) <= 4096 && !(conv_plane_mode(c) && conv_k(c) > 256);
+}
+
+/* Panels per task: a few tasks per slot, at most CONV_PANELS_MAX, and the task's im2col block
+ * within CONV_PANELS_CACHE floats (it is read once per block of 8 channels, so it should stay
+ * in the core's cache: with 224 px inputs 8 panels of layer4.0's K = 2304 did not). */
+#define CONV_PANELS_CACHE 65536
+
+static int conv_panels_per_task(const ss_conv2d_t *c)
+{
+    const long panels = ((long)c->n * (long)conv_p(c) + SS_PANEL - 1) / SS_PANEL;
+    const long fit = CONV_PANELS_CACHE / ((long)conv_k(c) * SS_PANEL);
+    long ppt = (panels + 3L * conv_slots() - 1) / (3L * conv_slots());
+    ppt = ppt < fit ? ppt : fit;
+    return clampi((int)ppt, 1, CONV_PANELS_MAX);
+}
+
 /* Weight gradient without an input gradient (the stem) in plane mode: groups of plane pieces,
  * each group summing its pieces' dW = dout_i[:, piece] · cols^T into its own partial (the
  * sgemm reads dout in place, the im2col block stays in cache), then dW += the partials in group
@@ -275,6 +306,12 @@ size_t ss_conv2d_forward_workspace(const ss_conv2d_t *c)
         size_t plane = (size_t)conv_slots() * conv_k(c) * (size_t)conv_plane_width(c);
         if (plane > im2col)
             im2col = plane;
+    }
+    if (conv_fwd_panels(c)) {
+        size_t panels = (size_t)conv_slots() *
+                        (conv_k(c) * SS_PANEL * conv_panels_per_task(c) + 8 * SS_PANEL);
+        if (panels > im2col)
+            im2col = panels;
     }
     if (ss_conv_wino_applies(c) || ss_conv_wino_applies_u(c)) {
         size_t wino = ss_conv_wino_workspace(c);
@@ -609,18 +646,19 @@ static void col2im_images(const ss_conv2d_t *c, float *din, const float *cols, s
     }
 }
 
-/* out = epilogue(C[:, c0..c1)) for the columns [c0, c1) of the chunk at image n0:
- * + bias, + residual, ReLU. residual may alias out (same element read, then written). */
+/* out = epilogue(C[:, c0..c1)) for the columns [c0, c1) of the chunk at image n0 and the
+ * channels [co0, co1) (C's row 0 is channel crow0): + bias, + residual, ReLU. residual may
+ * alias out (same element read, then written). */
 static void conv_scatter_cols(const ss_conv2d_t *c, float *out, const float *C, size_t ldc,
                               int cbase, const float *bias, const float *residual, int relu,
-                              int n0, int c0, int c1, int co0, int co1)
+                              int n0, int c0, int c1, int co0, int co1, int crow0)
 {
     const int cout = c->cout, P = (int)conv_p(c);
     for (int co = co0; co < co1; co++) {
         const float b = bias ? bias[co] : 0.0f;
         for (int col = c0; col < c1;) {
             const int i = col / P, p0 = col % P, len = imin(P - p0, c1 - col);
-            const float *src = C + (size_t)co * ldc + (col - cbase);
+            const float *src = C + (size_t)(co - crow0) * ldc + (col - cbase);
             const size_t off = ((size_t)(n0 + i) * cout + co) * P + p0;
             float *dst = out + off;
             if (residual) {
@@ -721,7 +759,7 @@ static void conv_forward_rows(const ss_conv2d_t *c, float *out, const float *in,
                         weight + (size_t)r0 * K, K, cols, total, 0.0f, C + (size_t)r0 * total,
                         total);
             conv_scatter_cols(c, out, C, (size_t)total, 0, bias, residual, relu, 0, 0, total, r0,
-                              r1);
+                              r1, 0);
         }
     }
 }
@@ -774,6 +812,73 @@ static void conv_forward_plane(const ss_conv2d_t *c, float *out, const float *in
     }
 }
 
+/* Epilogue of one block of conv_forward_panels: channels [co0, co0 + rb), columns [b0, b1)
+ * (res row r = channel co0 + r). A panel inside one image's plane goes row by row in place;
+ * one that spans images through conv_scatter_cols. */
+static void conv_panel_store(const ss_conv2d_t *c, float *out, const float *res, int rb, int co0,
+                             int b0, int b1, const float *bias, const float *residual, int relu)
+{
+    const int P = (int)conv_p(c), i = b0 / P, p0 = b0 % P, n = b1 - b0;
+    if (p0 + n > P) {
+        conv_scatter_cols(c, out, res, SS_PANEL, b0, bias, residual, relu, 0, b0, b1, co0,
+                          co0 + rb, co0);
+        return;
+    }
+    for (int r = 0; r < rb; r++) {
+        const int co = co0 + r;
+        const float b = bias ? bias[co] : 0.0f, *s = res + (size_t)r * SS_PANEL;
+        const size_t off = ((size_t)i * c->cout + co) * P + p0;
+        float *d = out + off;
+        if (residual) { /* same order as conv_scatter_cols: (conv + bias) + residual */
+            const float *q = residual + off;
+            for (int p = 0; p < n; p++) {
+                const float v = s[p] + b + q[p];
+                d[p] = (relu && v < 0.0f) ? 0.0f : v;
+            }
+        } else if (relu) {
+#pragma omp simd
+            for (int p = 0; p < n; p++) {
+                const float v = s[p] + b;
+                d[p] = v > 0.0f ? v : 0.0f;
+            }
+        } else {
+#pragma omp simd
+            for (int p = 0; p < n; p++)
+                d[p] = s[p] + b;
+        }
+    }
+}
+
+static void conv_forward_panels(const ss_conv2d_t *c, float *out, const float *in,
+                                const float *weight, const float *bias, const float *residual,
+                                int relu, float *work)
+{
+    const int K = (int)conv_k(c), cout = c->cout, total = c->n * (int)conv_p(c);
+    const int ppt = conv_panels_per_task(c), cpt = ppt * SS_PANEL;
+    const int ntasks = (total + cpt - 1) / cpt;
+#pragma omp parallel num_threads(conv_threads())
+    {
+        /* the task's im2col block [K][cpt] (its panels are 32-column slices), then res */
+        float *cols = work + (size_t)omp_get_thread_num() * ((size_t)K * cpt + 8 * SS_PANEL);
+        float *res = cols + (size_t)K * cpt;
+#pragma omp for schedule(dynamic, 1)
+        for (int task = 0; task < ntasks; task++) {
+            const int t0 = task * cpt, t1 = imin(total, t0 + cpt);
+            const int np = (t1 - t0 + SS_PANEL - 1) / SS_PANEL;
+            im2col_cols(c, cols, (size_t)cpt, t0, in, 0, t0, t1);
+            for (int co0 = 0; co0 < cout; co0 += 8) {
+                const int rb = imin(8, cout - co0);
+                for (int q = 0; q < np; q++) {
+                    const int b0 = t0 + q * SS_PANEL, b1 = imin(t1, b0 + SS_PANEL);
+                    ss_panel_block(rb, K, weight + (size_t)co0 * K, K, cols + q * SS_PANEL, cpt,
+                                   res);
+                    conv_panel_store(c, out, res, rb, co0, b0, b1, bias, residual, relu);
+                }
+            }
+        }
+    }
+}
+
 void ss_conv2d_forward_fused(const ss_conv2d_t *c, float *out, const float *in,
                              const float *weight, const float *bias, const float *residual,
                              int relu, float *work)
@@ -785,6 +890,10 @@ void ss_conv2d_forward_fused(const ss_conv2d_t *c, float *out, const float *in,
     }
     if (ss_conv_wino_applies(c)) {
         ss_conv_wino_forward(c, out, in, weight, 0, bias, residual, relu, work);
+        return;
+    }
+    if (conv_fwd_panels(c)) {
+        conv_forward_panels(c, out, in, weight, bias, residual, relu, work);
         return;
     }
     if (conv_fwd_rows(c)) {
@@ -810,7 +919,7 @@ void ss_conv2d_forward_fused(const ss_conv2d_t *c, float *out, const float *in,
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, w, K, 1.0f, weight, K,
                         cols, w, 0.0f, C, w);
             conv_scatter_cols(c, out, C, (size_t)w, b0, bias, residual, relu, 0, b0, b1, 0,
-                              cout);
+                              cout, 0);
         }
     }
 }

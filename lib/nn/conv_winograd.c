@@ -156,7 +156,7 @@ static size_t wino_cl_tmp_floats(const ss_conv2d_t *c)
 }
 
 /* Output channels of one panel of the channels-last U (see wino_gemm_panels). */
-#define WINO_PANEL 32
+#define WINO_PANEL SS_PANEL
 
 /* Output channels U holds: cout, rounded up to whole panels on the channels-last path. */
 static int wino_ucout(const ss_conv2d_t *c)
@@ -713,48 +713,25 @@ static void wino_output_cl(const ss_conv2d_t *c, float *out, const float *Mt, si
     }
 }
 
-/* 16 floats as one vector (GCC/Clang vector extension). */
-typedef float wino_v16 __attribute__((vector_size(64)));
-
-/* Rows [m0, m0 + rb) of C = A · U for one panel of 32 columns (U's panel: [K][32]). */
-static inline void wino_panel_rows(int rb, int ncols, int K, const float *restrict A, int lda,
-                                   const float *restrict up, float *restrict C, int ldc)
-{
-    wino_v16 acc[8][2];
-    for (int r = 0; r < rb; r++)
-        acc[r][0] = acc[r][1] = (wino_v16){0};
-    for (int k = 0; k < K; k++) {
-        wino_v16 b0, b1;
-        memcpy(&b0, up + (size_t)k * WINO_PANEL, sizeof b0);
-        memcpy(&b1, up + (size_t)k * WINO_PANEL + 16, sizeof b1);
-        for (int r = 0; r < rb; r++) {
-            const float a = A[(size_t)r * lda + k];
-            acc[r][0] += a * b0;
-            acc[r][1] += a * b1;
-        }
-    }
-    for (int r = 0; r < rb; r++)
-        memcpy(C + (size_t)r * ldc, acc[r], (size_t)ncols * sizeof(float));
-}
-
 /* C[M][N] = A[M][K] · U, U in panels of 32 columns ([ceil(N / 32)][K][32], spare columns
  * zero). OpenBLAS would repack U (the larger operand at these shapes) on every call; the
- * panels are already in the order the loop reads them: per panel, rows by 8 with 16 vector
- * accumulators, the panel (K × 128 bytes) read from memory once and then from cache. One
- * thread, a fixed summation order. */
+ * panels are already in the order the loop reads them: per panel, rows by 8 (ss_panel_block),
+ * the panel (K × 128 bytes) read from memory once and then from cache. One thread, a fixed
+ * summation order. */
 static void wino_gemm_panels(int M, int N, int K, const float *A, int lda, const float *U,
                              float *C, int ldc)
 {
-    for (int n0 = 0; n0 < N; n0 += WINO_PANEL) {
+    float res[8 * SS_PANEL];
+    for (int n0 = 0; n0 < N; n0 += SS_PANEL) {
         const float *up = U + (size_t)n0 * K;
-        const int ncols = N - n0 < WINO_PANEL ? N - n0 : WINO_PANEL;
-        int m0 = 0;
-        for (; m0 + 8 <= M; m0 += 8)
-            wino_panel_rows(8, ncols, K, A + (size_t)m0 * lda, lda, up, C + (size_t)m0 * ldc + n0,
-                            ldc);
-        if (m0 < M)
-            wino_panel_rows(M - m0, ncols, K, A + (size_t)m0 * lda, lda, up,
-                            C + (size_t)m0 * ldc + n0, ldc);
+        const int ncols = N - n0 < SS_PANEL ? N - n0 : SS_PANEL;
+        for (int m0 = 0; m0 < M; m0 += 8) {
+            const int rb = M - m0 < 8 ? M - m0 : 8;
+            ss_panel_block(rb, K, A + (size_t)m0 * lda, lda, up, SS_PANEL, res);
+            for (int r = 0; r < rb; r++)
+                memcpy(C + (size_t)(m0 + r) * ldc + n0, res + r * SS_PANEL,
+                       (size_t)ncols * sizeof(float));
+        }
     }
 }
 

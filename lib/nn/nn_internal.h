@@ -15,6 +15,47 @@ void ss_sgemm_part(int transa, int transb, int M, int N, int K, float alpha, con
                    int lda, const float *B, int ldb, float beta, float *C, int ldc, int tid,
                    int nthreads);
 
+/* 16 floats as one vector (GCC/Clang vector extension; AVX-512 register with -march=native). */
+typedef float ss_v16 __attribute__((vector_size(64)));
+
+/* Columns of a panel: a [K][SS_PANEL] block of the right-hand operand, contiguous. */
+#define SS_PANEL 32
+
+/* res[r][0, 32) = sum over k of A[r][k] · panel[k][0, 32), rows r < rb <= 8 (A row-major with
+ * leading dimension lda; the panel's rows ldp floats apart, SS_PANEL when packed): 16 vector
+ * accumulators, k ascending (one fixed summation order). The
+ * small products of the NN core whose right operand is already laid out in panels (Winograd's
+ * U, im2col blocks) go through this instead of an sgemm that would copy it again. */
+static inline __attribute__((always_inline)) void
+ss_panel_block_rows(int rb, int K, const float *restrict A, int lda, const float *restrict panel,
+                    int ldp, float *restrict res)
+{
+    ss_v16 acc[8][2];
+    for (int r = 0; r < rb; r++)
+        acc[r][0] = acc[r][1] = (ss_v16){0};
+    for (int k = 0; k < K; k++) {
+        ss_v16 b0, b1;
+        __builtin_memcpy(&b0, panel + (size_t)k * ldp, sizeof b0);
+        __builtin_memcpy(&b1, panel + (size_t)k * ldp + 16, sizeof b1);
+        for (int r = 0; r < rb; r++) {
+            const float a = A[(size_t)r * lda + k];
+            acc[r][0] += a * b0;
+            acc[r][1] += a * b1;
+        }
+    }
+    for (int r = 0; r < rb; r++)
+        __builtin_memcpy(res + (size_t)r * SS_PANEL, acc[r], sizeof acc[r]);
+}
+
+static inline void ss_panel_block(int rb, int K, const float *restrict A, int lda,
+                                  const float *restrict panel, int ldp, float *restrict res)
+{
+    if (rb == 8) /* a constant row count keeps the accumulators in registers */
+        ss_panel_block_rows(8, K, A, lda, panel, ldp, res);
+    else
+        ss_panel_block_rows(rb, K, A, lda, panel, ldp, res);
+}
+
 /* Scratch cap per chunk of images (ss_conv2d_set_work_cap), in floats. */
 size_t ss_conv_work_cap(void);
 
