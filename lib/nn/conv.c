@@ -33,7 +33,6 @@
 #include "nn_internal.h"
 
 #include <omp.h>
-#include <stdlib.h>
 #include <string.h>
 
 /* Backward scratch budget per chunk of images in floats (32 MiB): large enough that the sgemm
