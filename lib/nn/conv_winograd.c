@@ -179,11 +179,11 @@ static inline size_t wino_uoff(int cl, int cin, int co, int ci)
     return ((size_t)(co / WINO_PANEL) * cin + ci) * WINO_PANEL + co % WINO_PANEL;
 }
 
-/* Floats between the 16 planes of V ([ch][tb] each) and of M: padded by 16 floats so the 16
+/* Floats between the 16 planes of V ([ch][tb] each) and of M: padded by 32 floats so the 16
  * streams of a transform do not fall into the same cache sets (power-of-two strides thrash). */
 static size_t wino_pstride(int ch, int tb)
 {
-    return (size_t)ch * tb + 16;
+    return (size_t)ch * tb + 32; /* also: the spare columns of a partial panel (ss_gemm_panels) */
 }
 
 /* Scratch per slot for the transforms. Strips: 16 rows of tb floats, plus one zero-padded image
@@ -713,28 +713,6 @@ static void wino_output_cl(const ss_conv2d_t *c, float *out, const float *Mt, si
     }
 }
 
-/* C[M][N] = A[M][K] · U, U in panels of 32 columns ([ceil(N / 32)][K][32], spare columns
- * zero). OpenBLAS would repack U (the larger operand at these shapes) on every call; the
- * panels are already in the order the loop reads them: per panel, rows by 8 (ss_panel_block),
- * the panel (K × 128 bytes) read from memory once and then from cache. One thread, a fixed
- * summation order. */
-static void wino_gemm_panels(int M, int N, int K, const float *A, int lda, const float *U,
-                             float *C, int ldc)
-{
-    float res[8 * SS_PANEL];
-    for (int n0 = 0; n0 < N; n0 += SS_PANEL) {
-        const float *up = U + (size_t)n0 * K;
-        const int ncols = N - n0 < SS_PANEL ? N - n0 : SS_PANEL;
-        for (int m0 = 0; m0 < M; m0 += 8) {
-            const int rb = M - m0 < 8 ? M - m0 : 8;
-            ss_panel_block(rb, K, A + (size_t)m0 * lda, lda, up, SS_PANEL, res);
-            for (int r = 0; r < rb; r++)
-                memcpy(C + (size_t)(m0 + r) * ldc + n0, res + r * SS_PANEL,
-                       (size_t)ncols * sizeof(float));
-        }
-    }
-}
-
 /* The channels-last forward (see wino_cl) inside wino_forward's parallel region. */
 static void wino_forward_cl(const ss_conv2d_t *c, float *out, const float *in, const float *U,
                             const float *bias, const float *residual, int relu, float *work)
@@ -751,8 +729,9 @@ static void wino_forward_cl(const ss_conv2d_t *c, float *out, const float *in, c
             wino_input_cl(c, Vt, vs, (long)i * tpi, in, n0 + i, tmp);
 #pragma omp for schedule(dynamic, 1)
         for (int k = 0; k < 16; k++)
-            wino_gemm_panels(ni * tpi, cout, cin, Vt + (size_t)k * vs, cin,
-                             U + (size_t)k * wino_ustride(c), Mt + (size_t)k * ms, cout);
+            ss_gemm_panels(ni * tpi, cout, cin, Vt + (size_t)k * vs, cin,
+                           U + (size_t)k * wino_ustride(c), (size_t)SS_PANEL * cin, SS_PANEL,
+                           Mt + (size_t)k * ms, cout);
 #pragma omp for schedule(dynamic, 1)
         for (int i = 0; i < ni; i++)
             wino_output_cl(c, out, Mt, ms, (long)i * tpi, bias, residual, relu, n0 + i, tmp);
@@ -796,10 +775,18 @@ static void wino_forward(const ss_conv2d_t *c, float *out, const float *in, cons
                 wino_input(c, V, tb, vs, in, sg, nseg, tmp, tb);
             else
                 wino_input_rows(c, V, tb, vs, in, pc, nseg, tmp);
-            for (int k = 0; k < 16; k++)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, nb, cin, 1.0f,
-                            U + (size_t)k * wino_ustride(c), cin, V + (size_t)k * vs, tb, 0.0f,
-                            M + (size_t)k * ms, tb);
+            /* measured (bench/conv_bench, 2 threads): with 128 input channels or more the
+             * panel products beat sgemm's copies (layer2 at 96 px 10%); with 64, sgemm's
+             * small-matrix kernel is faster (layer1 at 64-96 px 15%) */
+            for (int k = 0; k < 16; k++) {
+                const float *Uk = U + (size_t)k * wino_ustride(c);
+                if (cin >= 128)
+                    ss_gemm_panels(cout, nb, cin, Uk, cin, V + (size_t)k * vs, SS_PANEL, tb,
+                                   M + (size_t)k * ms, tb);
+                else
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, nb, cin, 1.0f,
+                                Uk, cin, V + (size_t)k * vs, tb, 0.0f, M + (size_t)k * ms, tb);
+            }
             if (strips)
                 wino_output(c, out, M, tb, ms, bias, residual, relu, sg, nseg, tmp, tb);
             else

@@ -56,6 +56,13 @@ static inline void ss_panel_block(int rb, int K, const float *restrict A, int ld
         ss_panel_block_rows(rb, K, A, lda, panel, ldp, res);
 }
 
+/* C[M][N] = A[M][K] · B by ss_panel_block, one thread, no copies of A or B: panel q (columns
+ * 32q .. 32q+31 of B) starts at B + q·pstride with rows ldp floats apart, so a row-major B is
+ * (pstride 32, ldp = ldb) and a panel-packed one (32·K, 32). The last panel may be partial:
+ * its spare columns are read (they must be allocated) but not stored. */
+void ss_gemm_panels(int M, int N, int K, const float *A, int lda, const float *B, size_t pstride,
+                    int ldp, float *C, int ldc);
+
 /* Scratch cap per chunk of images (ss_conv2d_set_work_cap), in floats. */
 size_t ss_conv_work_cap(void);
 

@@ -7,6 +7,7 @@
 #include "nn_internal.h"
 
 #include <omp.h>
+#include <string.h>
 
 void ss_nn_split(int n, int parts, int part, int align, int *lo, int *hi)
 {
@@ -81,5 +82,22 @@ void ss_sgemm(int transa, int transb, int M, int N, int K, float alpha, const fl
                         transb ? CblasTrans : CblasNoTrans, hi - lo, N, K, alpha,
                         transa ? A + lo : A + (size_t)lo * lda, lda, B, ldb, beta,
                         C + (size_t)lo * ldc, ldc);
+    }
+}
+
+void ss_gemm_panels(int M, int N, int K, const float *A, int lda, const float *B, size_t pstride,
+                    int ldp, float *C, int ldc)
+{
+    float res[8 * SS_PANEL];
+    for (int n0 = 0, q = 0; n0 < N; n0 += SS_PANEL, q++) {
+        const float *panel = B + (size_t)q * pstride;
+        const int ncols = N - n0 < SS_PANEL ? N - n0 : SS_PANEL;
+        for (int m0 = 0; m0 < M; m0 += 8) {
+            const int rb = M - m0 < 8 ? M - m0 : 8;
+            ss_panel_block(rb, K, A + (size_t)m0 * lda, lda, panel, ldp, res);
+            for (int r = 0; r < rb; r++)
+                memcpy(C + (size_t)(m0 + r) * ldc + n0, res + r * SS_PANEL,
+                       (size_t)ncols * sizeof(float));
+        }
     }
 }
