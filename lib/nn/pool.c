@@ -187,7 +187,7 @@ static inline v16f max_nan_v(v16f best, v16f v)
 
 /* The ResNet stem's window (3×3, stride 2, padding 1) on one plane: each input row's column
  * triples first (hm[y][ox] = max of columns 2ox-1 .. 2ox+1, by blocks of 32 columns split into
- * even and odd ones), then the maximum of three such rows. The NaN-passing max gives the window
+ * even and odd ones; the last block padded with -inf), then the maximum of three such rows. The NaN-passing max gives the window
  * scan's values in any order. */
 static void maxpool_3s2p1_plane(float *restrict dst, const float *restrict src, int h, int w,
                                 int ho, int wo, float *restrict hm)
@@ -196,11 +196,18 @@ static void maxpool_3s2p1_plane(float *restrict dst, const float *restrict src, 
         const float *r = src + (size_t)y * w;
         float *o = hm + (size_t)y * wo;
         float prev = -INFINITY; /* column 2ox-1 of the block's first window */
-        int ox = 0;
-        for (; 2 * ox + 32 <= w; ox += 16) {
+        for (int ox = 0; ox < wo; ox += 16) {
             v16f a, b;
-            memcpy(&a, r + 2 * ox, sizeof a);
-            memcpy(&b, r + 2 * ox + 16, sizeof b);
+            if (2 * ox + 32 <= w) {
+                memcpy(&a, r + 2 * ox, sizeof a);
+                memcpy(&b, r + 2 * ox + 16, sizeof b);
+            } else { /* the last, partial block: the columns past the edge are padding */
+                float t[32];
+                for (int k = 0; k < 32; k++)
+                    t[k] = 2 * ox + k < w ? r[2 * ox + k] : -INFINITY;
+                memcpy(&a, t, sizeof a);
+                memcpy(&b, t + 16, sizeof b);
+            }
             const v16f even = __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18,
                                                       20, 22, 24, 26, 28, 30);
             const v16f odd = __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21,
@@ -209,13 +216,8 @@ static void maxpool_3s2p1_plane(float *restrict dst, const float *restrict src, 
             const v16f left = __builtin_shufflevector(carry, odd, 0, 16, 17, 18, 19, 20, 21, 22,
                                                       23, 24, 25, 26, 27, 28, 29, 30);
             const v16f m = max_nan_v(max_nan_v(left, even), odd);
-            memcpy(o + ox, &m, sizeof m);
+            memcpy(o + ox, &m, (size_t)(wo - ox < 16 ? wo - ox : 16) * sizeof(float));
             prev = odd[15];
-        }
-        for (; ox < wo; ox++) {
-            float m = ox > 0 ? r[2 * ox - 1] : -INFINITY;
-            m = max_nan(m, r[2 * ox]);
-            o[ox] = 2 * ox + 1 < w ? max_nan(m, r[2 * ox + 1]) : m;
         }
     }
     for (int oy = 0; oy < ho; oy++) {
