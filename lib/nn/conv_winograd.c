@@ -849,6 +849,11 @@ static size_t wino_dw_slot_floats(const ss_conv2d_t *c)
 
 size_t ss_conv_wino_dw_workspace(const ss_conv2d_t *c)
 {
+    if (wino_cl(c)) {
+        const int tc = wino_cl_images(c) * ((c->h + 1) / 2) * ((c->w + 1) / 2);
+        return 16 * wino_ustride(c) + 16 * (wino_pstride(tc, c->cin) + wino_pstride(tc, c->cout)) +
+               (size_t)wino_slots() * wino_cl_tmp_floats(c);
+    }
     if (wino_dw_blockwise(c))
         return (size_t)wino_slots() * wino_dw_slot_floats(c);
     const int nc = wino_dw_chunk(c), tb = wino_tb(c);
@@ -1012,10 +1017,89 @@ static void wino_dw_blocks(const ss_conv2d_t *c, float *dweight, const float *do
     }
 }
 
+/* DYt[16][tiles][cout] (plane stride dstride) of image img, its tiles from row t0: dout's 2×2
+ * tiles channels last (the transform of wino_dy with the channels as the vector lanes). */
+static void wino_dy_cl(const ss_conv2d_t *c, float *DYt, size_t dstride, long t0,
+                       const float *dout, int img, float *tmp)
+{
+    const int h = c->h, w = c->w, cout = c->cout, th = (h + 1) / 2, tw = (w + 1) / 2;
+    const size_t plane = (size_t)h * w, row = (size_t)2 * tw * cout;
+    float *Y = tmp; /* Y[y][x][co] = dout[img][co][y][x], zero past the edge */
+    if (2 * th > h)
+        memset(Y + (size_t)h * row, 0, row * sizeof(float));
+    for (int y = 0; y < h; y++)
+        if (2 * tw > w)
+            memset(Y + y * row + (size_t)w * cout, 0, (size_t)cout * sizeof(float));
+    const float *src = dout + (size_t)img * cout * plane;
+    for (int c0 = 0; c0 < cout; c0 += 16) {
+        const int nc = cout - c0 < 16 ? cout - c0 : 16;
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                float *d = Y + y * row + (size_t)x * cout + c0;
+                const float *q = src + (size_t)c0 * plane + (size_t)y * w + x;
+                for (int k = 0; k < nc; k++)
+                    d[k] = q[k * plane];
+            }
+    }
+    for (int ty = 0; ty < th; ty++)
+        for (int tx = 0; tx < tw; tx++) {
+            const float *p = Y + (size_t)(2 * ty) * row + (size_t)(2 * tx) * cout;
+            float *dc = DYt + (size_t)(t0 + ty * tw + tx) * cout;
+#pragma omp simd
+            for (int co = 0; co < cout; co++) {
+                /* as wino_dy: A dy rows [a b], [a+c b+d], [a-c b-d], [-c -d], each row -> · A */
+                const float a = p[co], b = p[cout + co], cc = p[row + co], d = p[row + cout + co];
+                const float r[4][2] = {{a, b}, {a + cc, b + d}, {a - cc, b - d}, {-cc, -d}};
+                for (int i = 0; i < 4; i++) {
+                    dc[(size_t)(i * 4 + 0) * dstride + co] = r[i][0];
+                    dc[(size_t)(i * 4 + 1) * dstride + co] = r[i][0] + r[i][1];
+                    dc[(size_t)(i * 4 + 2) * dstride + co] = r[i][0] - r[i][1];
+                    dc[(size_t)(i * 4 + 3) * dstride + co] = -r[i][1];
+                }
+            }
+        }
+}
+
+/* Channels-last weight gradient (wino_cl shapes): per chunk of images, Vt and DYt image by
+ * image, then dU[ξ] (+)= DYt[ξ]^T · Vt[ξ], one sgemm per plane reducing over the chunk's tiles;
+ * chunks in order. */
+static void wino_dw_cl(const ss_conv2d_t *c, float *dweight, const float *dout, const float *in,
+                       float *work)
+{
+    const int cin = c->cin, cout = c->cout, tpi = ((c->h + 1) / 2) * ((c->w + 1) / 2);
+    const int cimg = wino_cl_images(c), tcmax = cimg * tpi, slots = wino_slots();
+    const size_t us = wino_ustride(c), vs = wino_pstride(tcmax, cin), ds = wino_pstride(tcmax, cout);
+    float *dU = work, *Vt = dU + 16 * us, *DYt = Vt + 16 * vs, *tmp0 = DYt + 16 * ds;
+    int nt = omp_get_max_threads();
+    nt = nt < slots ? nt : slots;
+#pragma omp parallel num_threads(nt)
+    {
+        float *tmp = tmp0 + (size_t)omp_get_thread_num() * wino_cl_tmp_floats(c);
+        for (int n0 = 0; n0 < c->n; n0 += cimg) {
+            const int ni = c->n - n0 < cimg ? c->n - n0 : cimg;
+#pragma omp for schedule(dynamic, 1)
+            for (int i = 0; i < ni; i++) {
+                wino_input_cl(c, Vt, vs, (long)i * tpi, in, n0 + i, tmp);
+                wino_dy_cl(c, DYt, ds, (long)i * tpi, dout, n0 + i, tmp);
+            }
+#pragma omp for schedule(dynamic, 1)
+            for (int k = 0; k < 16; k++)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cout, cin, ni * tpi, 1.0f,
+                            DYt + (size_t)k * ds, cout, Vt + (size_t)k * vs, cin,
+                            n0 == 0 ? 0.0f : 1.0f, dU + (size_t)k * us, cin);
+        }
+        wino_dw_finish(c, dweight, dU, 16 * us, 1);
+    }
+}
+
 void ss_conv_wino_backward_weights(const ss_conv2d_t *c, float *dweight, const float *dout,
                                    const float *in, float *work)
 {
     ss_nn_blas_single();
+    if (wino_cl(c)) {
+        wino_dw_cl(c, dweight, dout, in, work);
+        return;
+    }
     if (wino_dw_blockwise(c)) {
         wino_dw_blocks(c, dweight, dout, in, work);
         return;
