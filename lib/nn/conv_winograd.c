@@ -222,41 +222,51 @@ size_t ss_conv_wino_workspace(const ss_conv2d_t *c)
  * transposed problem, i.e. [cin][cout][3][3] read as w'[co][ci][ky][kx] = w[ci][co][2-ky][2-kx]. */
 static void wino_weights(const ss_conv2d_t *c, float *U, const float *weight, int flip)
 {
-    const int cout = c->cout, cin = c->cin, cl = wino_cl(c), ucout = wino_ucout(c);
+    const int cout = c->cout, cin = c->cin, cl = wino_cl(c);
     const size_t plane = wino_ustride(c);
-    if (ucout > cout) { /* the last panel's spare channels: zero */
-#pragma omp for schedule(static)
-        for (int ci = 0; ci < cin; ci++)
-            for (int k = 0; k < 16; k++)
-                for (int co = cout; co < ucout; co++)
-                    U[(size_t)k * plane + wino_uoff(cl, cin, co, ci)] = 0.0f;
-    }
+    /* 16 lanes of the channel U is contiguous along: ci (row-major U), or co (panels: a group
+     * of 16 stays inside one half-panel, and the spare channels past cout come out zero) */
+    const int outer = cl ? cin : cout, inner = cl ? wino_ucout(c) : cin;
+    const int groups = (inner + 15) / 16;
 #pragma omp for collapse(2) schedule(static)
-    for (int co = 0; co < cout; co++) {
-        for (int ci = 0; ci < cin; ci++) {
-            float g[3][3], t[4][3];
-            if (!flip) {
-                const float *w = weight + ((size_t)co * cin + ci) * 9;
-                for (int i = 0; i < 9; i++)
-                    g[i / 3][i % 3] = w[i];
-            } else {
-                const float *w = weight + ((size_t)ci * cout + co) * 9;
-                for (int i = 0; i < 9; i++)
-                    g[i / 3][i % 3] = w[8 - i];
+    for (int a = 0; a < outer; a++) {
+        for (int q = 0; q < groups; q++) {
+            const int b0 = q * 16, nl = inner - b0 < 16 ? inner - b0 : 16;
+            float g[9][16], u[16][16];
+            for (int j = 0; j < 16; j++) {
+                const int co = cl ? b0 + j : a, ci = cl ? a : b0 + j;
+                if (j >= nl || co >= cout) {
+                    for (int i = 0; i < 9; i++)
+                        g[i][j] = 0.0f;
+                } else if (!flip) {
+                    const float *w = weight + ((size_t)co * cin + ci) * 9;
+                    for (int i = 0; i < 9; i++)
+                        g[i][j] = w[i];
+                } else {
+                    const float *w = weight + ((size_t)ci * cout + co) * 9;
+                    for (int i = 0; i < 9; i++)
+                        g[i][j] = w[8 - i];
+                }
             }
-            for (int j = 0; j < 3; j++) { /* G g */
-                t[0][j] = g[0][j];
-                t[1][j] = 0.5f * (g[0][j] + g[1][j] + g[2][j]);
-                t[2][j] = 0.5f * (g[0][j] - g[1][j] + g[2][j]);
-                t[3][j] = g[2][j];
+#pragma omp simd
+            for (int j = 0; j < 16; j++) {
+                float t[4][3];
+                for (int k = 0; k < 3; k++) { /* G g; g[r][k] = g[3r + k] */
+                    t[0][k] = g[k][j];
+                    t[1][k] = 0.5f * (g[k][j] + g[3 + k][j] + g[6 + k][j]);
+                    t[2][k] = 0.5f * (g[k][j] - g[3 + k][j] + g[6 + k][j]);
+                    t[3][k] = g[6 + k][j];
+                }
+                for (int i = 0; i < 4; i++) { /* (G g) G^T */
+                    u[i * 4 + 0][j] = t[i][0];
+                    u[i * 4 + 1][j] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
+                    u[i * 4 + 2][j] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
+                    u[i * 4 + 3][j] = t[i][2];
+                }
             }
-            for (int i = 0; i < 4; i++) { /* (G g) G^T */
-                float *u = U + (size_t)(i * 4) * plane + wino_uoff(cl, cin, co, ci);
-                u[0] = t[i][0];
-                u[plane] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
-                u[2 * plane] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
-                u[3 * plane] = t[i][2];
-            }
+            const size_t off = wino_uoff(cl, cin, cl ? b0 : a, cl ? a : b0);
+            for (int k = 0; k < 16; k++)
+                memcpy(U + (size_t)k * plane + off, u[k], (size_t)nl * sizeof(float));
         }
     }
 }
