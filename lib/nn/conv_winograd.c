@@ -205,13 +205,23 @@ static size_t wino_tmp_floats(const ss_conv2d_t *c, int tb)
     return (size_t)16 * tb + 2 * (size_t)c->w + 8;
 }
 
+/* F(3×3, 3×3) for inference (further down) */
+static int wino3(const ss_conv2d_t *c);
+static size_t wino3_workspace(const ss_conv2d_t *c);
+static void wino3_weights(const ss_conv2d_t *c, float *U, const float *weight);
+static void wino3_forward_u(const ss_conv2d_t *c, float *out, const float *in, const float *U,
+                            const float *bias, const float *residual, int relu, float *work);
+
 size_t ss_conv_wino_workspace(const ss_conv2d_t *c)
 {
     const int tb = wino_tb(c);
     if (wino_cl(c)) {
         const int tc = wino_cl_images(c) * ((c->h + 1) / 2) * ((c->w + 1) / 2);
-        return 16 * wino_ustride(c) + 16 * (wino_pstride(tc, c->cin) + wino_pstride(tc, c->cout)) +
-               (size_t)wino_slots() * wino_cl_tmp_floats(c);
+        const size_t w2 = 16 * wino_ustride(c) +
+                          16 * (wino_pstride(tc, c->cin) + wino_pstride(tc, c->cout)) +
+                          (size_t)wino_slots() * wino_cl_tmp_floats(c);
+        const size_t w3 = wino3(c) ? wino3_workspace(c) : 0;
+        return w2 > w3 ? w2 : w3;
     }
     return 16 * wino_ustride(c) +
            (size_t)wino_slots() * (16 * (wino_pstride(c->cin, tb) + wino_pstride(c->cout, tb)) +
@@ -616,7 +626,7 @@ static void wino_output_rows(const ss_conv2d_t *c, float *out, const float *M, i
 
 size_t ss_conv_wino_weights_floats(const ss_conv2d_t *c)
 {
-    return 16 * wino_ustride(c);
+    return (wino3(c) ? 25 : 16) * wino_ustride(c);
 }
 
 void ss_conv_wino_weights(const ss_conv2d_t *c, float *U, const float *weight)
@@ -625,17 +635,22 @@ void ss_conv_wino_weights(const ss_conv2d_t *c, float *U, const float *weight)
     nt = nt < wino_slots() ? nt : wino_slots();
     /* small: one thread (fork/join would cost more) */
 #pragma omp parallel num_threads(nt) if ((size_t)c->cout * c->cin >= 4096)
-    wino_weights(c, U, weight, 0);
+    {
+        if (wino3(c))
+            wino3_weights(c, U, weight);
+        else
+            wino_weights(c, U, weight, 0);
+    }
 }
 
-/* Vt[16][tiles][cin] (plane stride vstride) of image img, its tiles from column t0. */
-static void wino_input_cl(const ss_conv2d_t *c, float *Vt, size_t vstride, long t0,
-                          const float *in, int img, float *tmp)
+/* X[y + 1][x + 1][ci] = in[img][ci][y][x] in [hp][wp][cin] (hp, wp >= h + 2, w + 2), zero
+ * outside: the padded image channels last. Returns X = tmp. */
+static const float *wino_cl_pad(const ss_conv2d_t *c, float *tmp, const float *in, int img,
+                                int hp, int wp)
 {
-    const int h = c->h, w = c->w, cin = c->cin, th = (h + 1) / 2, tw = (w + 1) / 2;
-    const int wp = 2 * tw + 2, hp = 2 * th + 2;
+    const int h = c->h, w = c->w, cin = c->cin;
     const size_t plane = (size_t)h * w, row = (size_t)wp * cin;
-    float *X = tmp; /* X[y + 1][x + 1][ci] = in[img][ci][y][x], zero outside */
+    float *X = tmp;
     memset(X, 0, row * sizeof(float));
     for (int y = h + 1; y < hp; y++)
         memset(X + y * row, 0, row * sizeof(float));
@@ -654,6 +669,16 @@ static void wino_input_cl(const ss_conv2d_t *c, float *Vt, size_t vstride, long 
                     d[k] = q[k * plane];
             }
     }
+    return X;
+}
+
+/* Vt[16][tiles][cin] (plane stride vstride) of image img, its tiles from column t0. */
+static void wino_input_cl(const ss_conv2d_t *c, float *Vt, size_t vstride, long t0,
+                          const float *in, int img, float *tmp)
+{
+    const int th = (c->h + 1) / 2, tw = (c->w + 1) / 2, cin = c->cin;
+    const size_t row = (size_t)(2 * tw + 2) * cin;
+    const float *X = wino_cl_pad(c, tmp, in, img, 2 * th + 2, 2 * tw + 2);
     for (int ty = 0; ty < th; ty++)
         for (int tx = 0; tx < tw; tx++) {
             const float *p = X + (size_t)(2 * ty) * row + (size_t)(2 * tx) * cin;
@@ -679,14 +704,38 @@ static void wino_input_cl(const ss_conv2d_t *c, float *Vt, size_t vstride, long 
         }
 }
 
+/* Image img of out (NCHW) from Y[y][x][co] (rows `row` floats apart, bias already in), + the
+ * residual, ReLU. */
+static void wino_cl_store(const ss_conv2d_t *c, float *out, const float *Y, size_t row,
+                          const float *residual, int relu, int img)
+{
+    const int h = c->h, w = c->w, cout = c->cout;
+    const size_t plane = (size_t)h * w, base = (size_t)img * cout * plane;
+    for (int co = 0; co < cout; co++) {
+        float *o = out + base + (size_t)co * plane;
+        const float *res = residual ? residual + base + (size_t)co * plane : NULL;
+        for (int y = 0; y < h; y++) {
+            const float *yr = Y + (size_t)y * row + co;
+            float *od = o + (size_t)y * w;
+            const float *rd = res ? res + (size_t)y * w : NULL;
+            for (int x = 0; x < w; x++) {
+                float val = yr[(size_t)x * cout];
+                if (rd)
+                    val += rd[x];
+                od[x] = (relu && val < 0.0f) ? 0.0f : val;
+            }
+        }
+    }
+}
+
 /* Image img of out = A^T M A (+ bias, + residual, ReLU) from Mt[16][tiles][cout], its tiles
  * from column t0. */
 static void wino_output_cl(const ss_conv2d_t *c, float *out, const float *Mt, size_t mstride,
                            long t0, const float *bias, const float *residual, int relu, int img,
                            float *tmp)
 {
-    const int h = c->h, w = c->w, cout = c->cout, th = (h + 1) / 2, tw = (w + 1) / 2;
-    const size_t plane = (size_t)h * w, row = (size_t)2 * tw * cout;
+    const int cout = c->cout, th = (c->h + 1) / 2, tw = (c->w + 1) / 2;
+    const size_t row = (size_t)2 * tw * cout;
     float *Y = tmp, *zero = Y + 2 * th * row; /* Y[y][x][co] */
     if (!bias) {
         memset(zero, 0, (size_t)cout * sizeof(float));
@@ -713,22 +762,7 @@ static void wino_output_cl(const ss_conv2d_t *c, float *out, const float *Mt, si
                 y1[cout + co] = s1[1] - s1[2] - s1[3] + b;
             }
         }
-    const size_t base = (size_t)img * cout * plane;
-    for (int co = 0; co < cout; co++) {
-        float *o = out + base + (size_t)co * plane;
-        const float *res = residual ? residual + base + (size_t)co * plane : NULL;
-        for (int y = 0; y < h; y++) {
-            const float *yr = Y + (size_t)y * row + co;
-            float *od = o + (size_t)y * w;
-            const float *rd = res ? res + (size_t)y * w : NULL;
-            for (int x = 0; x < w; x++) {
-                float val = yr[(size_t)x * cout];
-                if (rd)
-                    val += rd[x];
-                od[x] = (relu && val < 0.0f) ? 0.0f : val;
-            }
-        }
-    }
+    wino_cl_store(c, out, Y, row, residual, relu, img);
 }
 
 /* The channels-last forward (see wino_cl) inside wino_forward's parallel region. */
@@ -753,6 +787,188 @@ static void wino_forward_cl(const ss_conv2d_t *c, float *out, const float *in, c
 #pragma omp for schedule(dynamic, 1)
         for (int i = 0; i < ni; i++)
             wino_output_cl(c, out, Mt, ms, (long)i * tpi, bias, residual, relu, n0 + i, tmp);
+    }
+}
+
+/* ---- F(3×3, 3×3), channels last, U precomputed --------------------------------------------
+ * On images whose sides are multiples of 3 (6×6 and 3×3: ResNet's layers 3-4 at 96 px) a 3×3
+ * output tile from a 5×5 patch takes 25 products per weight pair, where F(2×2, 3×3) takes 36
+ * for the same 9 outputs (and at 3×3, with four partial tiles, 64). Inference only (U from
+ * ss_conv_wino_weights), through the channels-last path:
+ *   B^T = [2 -1 -2 1 0; 0 2 1 -1 0; 0 -2 3 -1 0; 0 -1 0 1 0; 0 2 -1 -2 1]
+ *   G   = [1/2 0 0; 1/2 1/2 1/2; 1/6 -1/6 1/6; 1/6 1/3 2/3; 0 0 1]
+ *   A^T = [1 1 1 1 0; 0 1 -1 2 0; 0 1 1 4 1]
+ * (Toom-Cook at 0, 1, -1, 2 and infinity, rows of B^T scaled to integers; in float32 the
+ * error is a few 1e-7 of the output scale, 3e-6 at worst over random tiles.) */
+static int wino3(const ss_conv2d_t *c)
+{
+    return wino_kernel(c) && wino_cl(c) && c->h % 3 == 0 && c->w % 3 == 0;
+}
+
+static int wino3_images(const ss_conv2d_t *c)
+{
+    const long tpi = (long)(c->h / 3) * (c->w / 3);
+    const size_t cap = ss_conv_work_cap() < ((size_t)4 << 20) ? ss_conv_work_cap() : (size_t)4 << 20;
+    long n = (long)(cap / (25 * ((size_t)c->cin + c->cout) * tpi));
+    return (int)(n < 1 ? 1 : n > c->n ? c->n : n);
+}
+
+static size_t wino3_workspace(const ss_conv2d_t *c)
+{
+    const int tc = wino3_images(c) * (c->h / 3) * (c->w / 3);
+    const size_t tmp = (size_t)(c->h + 2) * (c->w + 2) * c->cin + (size_t)c->h * c->w * c->cout +
+                       c->cout + 64;
+    return 25 * (wino_pstride(tc, c->cin) + wino_pstride(tc, c->cout)) + (size_t)wino_slots() * tmp;
+}
+
+/* U[25] in panels from weight [cout][cin][3][3], by groups of 16 output channels. */
+static void wino3_weights(const ss_conv2d_t *c, float *U, const float *weight)
+{
+    const int cout = c->cout, cin = c->cin, ucout = wino_ucout(c), groups = ucout / 16;
+    const size_t plane = wino_ustride(c);
+#pragma omp for collapse(2) schedule(static)
+    for (int ci = 0; ci < cin; ci++) {
+        for (int q = 0; q < groups; q++) {
+            float g[9][16], u[25][16];
+            for (int j = 0; j < 16; j++) {
+                const int co = q * 16 + j;
+                for (int i = 0; i < 9; i++)
+                    g[i][j] = co < cout ? weight[((size_t)co * cin + ci) * 9 + i] : 0.0f;
+            }
+#pragma omp simd
+            for (int j = 0; j < 16; j++) {
+                float t[5][3];
+                for (int k = 0; k < 3; k++) { /* G g, column k: g[r][k] = g[3r + k] */
+                    const float g0 = g[k][j], g1 = g[3 + k][j], g2 = g[6 + k][j];
+                    t[0][k] = 0.5f * g0;
+                    t[1][k] = 0.5f * (g0 + g1 + g2);
+                    t[2][k] = (g0 - g1 + g2) / 6.0f;
+                    t[3][k] = (g0 + 2.0f * g1 + 4.0f * g2) / 6.0f;
+                    t[4][k] = g2;
+                }
+                for (int i = 0; i < 5; i++) { /* (G g) G^T */
+                    const float a0 = t[i][0], a1 = t[i][1], a2 = t[i][2];
+                    u[i * 5 + 0][j] = 0.5f * a0;
+                    u[i * 5 + 1][j] = 0.5f * (a0 + a1 + a2);
+                    u[i * 5 + 2][j] = (a0 - a1 + a2) / 6.0f;
+                    u[i * 5 + 3][j] = (a0 + 2.0f * a1 + 4.0f * a2) / 6.0f;
+                    u[i * 5 + 4][j] = a2;
+                }
+            }
+            const size_t off = wino_uoff(1, cin, q * 16, ci);
+            for (int k = 0; k < 25; k++)
+                memcpy(U + (size_t)k * plane + off, u[k], 16 * sizeof(float));
+        }
+    }
+}
+
+/* Vt[25][tiles][cin] of image img, its tiles from row t0. */
+static void wino3_input(const ss_conv2d_t *c, float *Vt, size_t vstride, long t0,
+                        const float *in, int img, float *tmp)
+{
+    const int th = c->h / 3, tw = c->w / 3, cin = c->cin;
+    const size_t row = (size_t)(c->w + 2) * cin;
+    const float *X = wino_cl_pad(c, tmp, in, img, c->h + 2, c->w + 2);
+    for (int ty = 0; ty < th; ty++)
+        for (int tx = 0; tx < tw; tx++) {
+            const float *p = X + (size_t)(3 * ty) * row + (size_t)(3 * tx) * cin;
+            float *v = Vt + (size_t)(t0 + ty * tw + tx) * cin;
+#pragma omp simd
+            for (int ci = 0; ci < cin; ci++) {
+                float cr[5][5];
+                for (int a = 0; a < 5; a++) { /* d_a B: each patch row's column transform */
+                    const float *r = p + a * row + ci;
+                    const float d0 = r[0], d1 = r[cin], d2 = r[2 * cin], d3 = r[3 * cin],
+                                d4 = r[4 * cin];
+                    cr[a][0] = 2.0f * d0 - d1 - 2.0f * d2 + d3;
+                    cr[a][1] = 2.0f * d1 + d2 - d3;
+                    cr[a][2] = -2.0f * d1 + 3.0f * d2 - d3;
+                    cr[a][3] = d3 - d1;
+                    cr[a][4] = 2.0f * d1 - d2 - 2.0f * d3 + d4;
+                }
+                for (int k = 0; k < 5; k++) { /* B^T · */
+                    const float e0 = cr[0][k], e1 = cr[1][k], e2 = cr[2][k], e3 = cr[3][k],
+                                e4 = cr[4][k];
+                    v[(size_t)(0 + k) * vstride + ci] = 2.0f * e0 - e1 - 2.0f * e2 + e3;
+                    v[(size_t)(5 + k) * vstride + ci] = 2.0f * e1 + e2 - e3;
+                    v[(size_t)(10 + k) * vstride + ci] = -2.0f * e1 + 3.0f * e2 - e3;
+                    v[(size_t)(15 + k) * vstride + ci] = e3 - e1;
+                    v[(size_t)(20 + k) * vstride + ci] = 2.0f * e1 - e2 - 2.0f * e3 + e4;
+                }
+            }
+        }
+}
+
+/* Image img of out = A^T M A (+ bias, + residual, ReLU) from Mt[25][tiles][cout]. */
+static void wino3_output(const ss_conv2d_t *c, float *out, const float *Mt, size_t mstride,
+                         long t0, const float *bias, const float *residual, int relu, int img,
+                         float *tmp)
+{
+    const int th = c->h / 3, tw = c->w / 3, cout = c->cout;
+    const size_t row = (size_t)c->w * cout;
+    float *Y = tmp, *zero = Y + (size_t)c->h * row; /* Y[y][x][co] */
+    if (!bias) {
+        memset(zero, 0, (size_t)cout * sizeof(float));
+        bias = zero;
+    }
+    for (int ty = 0; ty < th; ty++)
+        for (int tx = 0; tx < tw; tx++) {
+            const float *m = Mt + (size_t)(t0 + ty * tw + tx) * cout;
+            float *y = Y + (size_t)(3 * ty) * row + (size_t)(3 * tx) * cout;
+#pragma omp simd
+            for (int co = 0; co < cout; co++) {
+                float s[3][5];
+                for (int k = 0; k < 5; k++) { /* A^T M */
+                    const float m0 = m[(size_t)k * mstride + co],
+                                m1 = m[(size_t)(5 + k) * mstride + co],
+                                m2 = m[(size_t)(10 + k) * mstride + co],
+                                m3 = m[(size_t)(15 + k) * mstride + co],
+                                m4 = m[(size_t)(20 + k) * mstride + co];
+                    s[0][k] = m0 + m1 + m2 + m3;
+                    s[1][k] = m1 - m2 + 2.0f * m3;
+                    s[2][k] = m1 + m2 + 4.0f * m3 + m4;
+                }
+                const float b = bias[co];
+                for (int i = 0; i < 3; i++) { /* (A^T M) A, + bias */
+                    float *yi = y + (size_t)i * row;
+                    yi[co] = s[i][0] + s[i][1] + s[i][2] + s[i][3] + b;
+                    yi[cout + co] = s[i][1] - s[i][2] + 2.0f * s[i][3] + b;
+                    yi[2 * cout + co] = s[i][1] + s[i][2] + 4.0f * s[i][3] + s[i][4] + b;
+                }
+            }
+        }
+    wino_cl_store(c, out, Y, row, residual, relu, img);
+}
+
+static void wino3_forward_u(const ss_conv2d_t *c, float *out, const float *in, const float *U,
+                            const float *bias, const float *residual, int relu, float *work)
+{
+    ss_nn_blas_single();
+    const int cin = c->cin, cout = c->cout, tpi = (c->h / 3) * (c->w / 3);
+    const int cimg = wino3_images(c), tcmax = cimg * tpi, slots = wino_slots();
+    const size_t vs = wino_pstride(tcmax, cin), ms = wino_pstride(tcmax, cout);
+    const size_t tmpf = (size_t)(c->h + 2) * (c->w + 2) * cin + (size_t)c->h * c->w * cout +
+                        cout + 64;
+    float *Vt = work, *Mt = Vt + 25 * vs, *tmp0 = Mt + 25 * ms;
+    int nt = omp_get_max_threads();
+    nt = nt < slots ? nt : slots;
+#pragma omp parallel num_threads(nt)
+    {
+        float *tmp = tmp0 + (size_t)omp_get_thread_num() * tmpf;
+        for (int n0 = 0; n0 < c->n; n0 += cimg) {
+            const int ni = c->n - n0 < cimg ? c->n - n0 : cimg;
+#pragma omp for schedule(dynamic, 1)
+            for (int i = 0; i < ni; i++)
+                wino3_input(c, Vt, vs, (long)i * tpi, in, n0 + i, tmp);
+#pragma omp for schedule(dynamic, 1)
+            for (int k = 0; k < 25; k++)
+                ss_gemm_panels(ni * tpi, cout, cin, Vt + (size_t)k * vs, cin,
+                               U + (size_t)k * wino_ustride(c), (size_t)SS_PANEL * cin,
+                               SS_PANEL, Mt + (size_t)k * ms, cout);
+#pragma omp for schedule(dynamic, 1)
+            for (int i = 0; i < ni; i++)
+                wino3_output(c, out, Mt, ms, (long)i * tpi, bias, residual, relu, n0 + i, tmp);
+        }
     }
 }
 
@@ -824,7 +1040,10 @@ void ss_conv_wino_forward(const ss_conv2d_t *c, float *out, const float *in, con
 void ss_conv_wino_forward_u(const ss_conv2d_t *c, float *out, const float *in, const float *U,
                             const float *bias, const float *residual, int relu, float *work)
 {
-    wino_forward(c, out, in, NULL, 0, U, bias, residual, relu, work);
+    if (wino3(c))
+        wino3_forward_u(c, out, in, U, bias, residual, relu, work);
+    else
+        wino_forward(c, out, in, NULL, 0, U, bias, residual, relu, work);
 }
 
 /* ---- weight gradient ----------------------------------------------------------------------
