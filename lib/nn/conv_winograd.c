@@ -25,6 +25,19 @@
 
 static int wino_enabled = 1;
 static int wino_cl(const ss_conv2d_t *c);
+/* F(3×3, 3×3) and F(4×4, 3×3) for inference (further down) */
+static int wino4(const ss_conv2d_t *c);
+static size_t wino4_workspace(const ss_conv2d_t *c);
+static size_t wino4_ustride(const ss_conv2d_t *c);
+static void wino4_weights(const ss_conv2d_t *c, float *U, const float *weight);
+static void wino4_forward_u(const ss_conv2d_t *c, float *out, const float *in, const float *U,
+                            const float *bias, const float *residual, int relu, float *work);
+static int wino3(const ss_conv2d_t *c);
+static size_t wino3_workspace(const ss_conv2d_t *c);
+static void wino3_weights(const ss_conv2d_t *c, float *U, const float *weight);
+static void wino3_forward_u(const ss_conv2d_t *c, float *out, const float *in, const float *U,
+                            const float *bias, const float *residual, int relu, float *work);
+
 
 void ss_conv2d_set_winograd(int on)
 {
@@ -63,6 +76,8 @@ int ss_conv_wino_applies(const ss_conv2d_t *c)
  * weight pair and image against im2col's 81 (measured 5% faster over the model). */
 int ss_conv_wino_applies_u(const ss_conv2d_t *c)
 {
+    if (wino4(c))
+        return 1;
     const long th = (c->h + 1) / 2, tw = (c->w + 1) / 2;
     if (wino_cl(c) && wino_kernel(c) && wino_tiles(c) >= 16 && 4 * th * tw <= 2L * c->h * c->w)
         return 1;
@@ -205,27 +220,23 @@ static size_t wino_tmp_floats(const ss_conv2d_t *c, int tb)
     return (size_t)16 * tb + 2 * (size_t)c->w + 8;
 }
 
-/* F(3×3, 3×3) for inference (further down) */
-static int wino3(const ss_conv2d_t *c);
-static size_t wino3_workspace(const ss_conv2d_t *c);
-static void wino3_weights(const ss_conv2d_t *c, float *U, const float *weight);
-static void wino3_forward_u(const ss_conv2d_t *c, float *out, const float *in, const float *U,
-                            const float *bias, const float *residual, int relu, float *work);
-
 size_t ss_conv_wino_workspace(const ss_conv2d_t *c)
 {
     const int tb = wino_tb(c);
+    size_t w2;
     if (wino_cl(c)) {
         const int tc = wino_cl_images(c) * ((c->h + 1) / 2) * ((c->w + 1) / 2);
-        const size_t w2 = 16 * wino_ustride(c) +
-                          16 * (wino_pstride(tc, c->cin) + wino_pstride(tc, c->cout)) +
-                          (size_t)wino_slots() * wino_cl_tmp_floats(c);
-        const size_t w3 = wino3(c) ? wino3_workspace(c) : 0;
-        return w2 > w3 ? w2 : w3;
+        w2 = 16 * wino_ustride(c) + 16 * (wino_pstride(tc, c->cin) + wino_pstride(tc, c->cout)) +
+             (size_t)wino_slots() * wino_cl_tmp_floats(c);
+    } else {
+        w2 = 16 * wino_ustride(c) +
+             (size_t)wino_slots() * (16 * (wino_pstride(c->cin, tb) + wino_pstride(c->cout, tb)) +
+                                     wino_tmp_floats(c, tb));
     }
-    return 16 * wino_ustride(c) +
-           (size_t)wino_slots() * (16 * (wino_pstride(c->cin, tb) + wino_pstride(c->cout, tb)) +
-                                   wino_tmp_floats(c, tb));
+    /* the inference-only tilings (ss_conv_wino_forward_u) share this workspace */
+    const size_t w3 = wino3(c) ? wino3_workspace(c) : 0, w4 = wino4(c) ? wino4_workspace(c) : 0;
+    const size_t w34 = w3 > w4 ? w3 : w4;
+    return w2 > w34 ? w2 : w34;
 }
 
 /* U[16][cout][cin] from weight [cout][cin][3][3]; flip: weight is the forward weight of the
@@ -626,6 +637,8 @@ static void wino_output_rows(const ss_conv2d_t *c, float *out, const float *M, i
 
 size_t ss_conv_wino_weights_floats(const ss_conv2d_t *c)
 {
+    if (wino4(c))
+        return 36 * wino4_ustride(c);
     return (wino3(c) ? 25 : 16) * wino_ustride(c);
 }
 
@@ -636,7 +649,9 @@ void ss_conv_wino_weights(const ss_conv2d_t *c, float *U, const float *weight)
     /* small: one thread (fork/join would cost more) */
 #pragma omp parallel num_threads(nt) if ((size_t)c->cout * c->cin >= 4096)
     {
-        if (wino3(c))
+        if (wino4(c))
+            wino4_weights(c, U, weight);
+        else if (wino3(c))
             wino3_weights(c, U, weight);
         else
             wino_weights(c, U, weight, 0);
@@ -972,6 +987,203 @@ static void wino3_forward_u(const ss_conv2d_t *c, float *out, const float *in, c
     }
 }
 
+/* ---- F(4×4, 3×3), channels last by blocks of images, U precomputed -------------------------
+ * On images whose sides are multiples of 4 (ResNet's layers 1-2 at 64 and 96 px) a 4×4 output
+ * tile from a 6×6 patch takes 36 products per weight pair, where F(2×2, 3×3) takes 64 for the
+ * same 16 outputs. Inference only (U from ss_conv_wino_weights). Unlike the channels-last
+ * F(2×2) path, each thread takes whole blocks of images (at least 32 tiles, for the products'
+ * rows) from transform to output, so that V and M stay in its cache at these larger sizes.
+ *   B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0;
+ *          0 4 0 -5 0 1]
+ *   G   = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]
+ *   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
+ * (Toom-Cook at 0, ±1, ±2 and infinity; in float32 about 1e-6 of the output scale.) */
+static int wino4(const ss_conv2d_t *c)
+{
+    return wino_kernel(c) && c->h % 4 == 0 && c->w % 4 == 0 && (c->h / 4) * (c->w / 4) >= 4 &&
+           c->cin >= 32 && c->cout >= 32;
+}
+
+/* U's plane stride: cout rounded up to whole panels, times cin. */
+static size_t wino4_ustride(const ss_conv2d_t *c)
+{
+    return (size_t)((c->cout + SS_PANEL - 1) / SS_PANEL * SS_PANEL) * c->cin + 16;
+}
+
+static int wino4_block(const ss_conv2d_t *c) /* images per block */
+{
+    const int tpi = (c->h / 4) * (c->w / 4), b = (32 + tpi - 1) / tpi;
+    return b < c->n ? b : c->n;
+}
+
+static size_t wino4_slot_floats(const ss_conv2d_t *c)
+{
+    const int tb = wino4_block(c) * (c->h / 4) * (c->w / 4);
+    return 36 * (wino_pstride(tb, c->cin) + wino_pstride(tb, c->cout)) +
+           (size_t)(c->h + 2) * (c->w + 2) * c->cin + (size_t)c->h * c->w * c->cout + c->cout + 64;
+}
+
+static size_t wino4_workspace(const ss_conv2d_t *c)
+{
+    return (size_t)wino_slots() * wino4_slot_floats(c);
+}
+
+/* U[36] in panels from weight [cout][cin][3][3], by groups of 16 output channels. */
+static void wino4_weights(const ss_conv2d_t *c, float *U, const float *weight)
+{
+    const int cout = c->cout, cin = c->cin, groups = (cout + SS_PANEL - 1) / SS_PANEL * 2;
+    const size_t plane = wino4_ustride(c);
+#pragma omp for collapse(2) schedule(static)
+    for (int ci = 0; ci < cin; ci++) {
+        for (int q = 0; q < groups; q++) {
+            float g[9][16], u[36][16];
+            for (int j = 0; j < 16; j++) {
+                const int co = q * 16 + j;
+                for (int i = 0; i < 9; i++)
+                    g[i][j] = co < cout ? weight[((size_t)co * cin + ci) * 9 + i] : 0.0f;
+            }
+#pragma omp simd
+            for (int j = 0; j < 16; j++) {
+                float t[6][3];
+                for (int k = 0; k < 3; k++) { /* G g, column k */
+                    const float g0 = g[k][j], g1 = g[3 + k][j], g2 = g[6 + k][j];
+                    t[0][k] = g0 / 4.0f;
+                    t[1][k] = -(g0 + g1 + g2) / 6.0f;
+                    t[2][k] = -(g0 - g1 + g2) / 6.0f;
+                    t[3][k] = g0 / 24.0f + g1 / 12.0f + g2 / 6.0f;
+                    t[4][k] = g0 / 24.0f - g1 / 12.0f + g2 / 6.0f;
+                    t[5][k] = g2;
+                }
+                for (int i = 0; i < 6; i++) { /* (G g) G^T */
+                    const float a0 = t[i][0], a1 = t[i][1], a2 = t[i][2];
+                    u[i * 6 + 0][j] = a0 / 4.0f;
+                    u[i * 6 + 1][j] = -(a0 + a1 + a2) / 6.0f;
+                    u[i * 6 + 2][j] = -(a0 - a1 + a2) / 6.0f;
+                    u[i * 6 + 3][j] = a0 / 24.0f + a1 / 12.0f + a2 / 6.0f;
+                    u[i * 6 + 4][j] = a0 / 24.0f - a1 / 12.0f + a2 / 6.0f;
+                    u[i * 6 + 5][j] = a2;
+                }
+            }
+            const size_t off = wino_uoff(1, cin, q * 16, ci);
+            for (int k = 0; k < 36; k++)
+                memcpy(U + (size_t)k * plane + off, u[k], 16 * sizeof(float));
+        }
+    }
+}
+
+/* Vt[36][tiles][cin] of image img, its tiles from row t0. */
+static void wino4_input(const ss_conv2d_t *c, float *Vt, size_t vstride, long t0,
+                        const float *in, int img, float *tmp)
+{
+    const int th = c->h / 4, tw = c->w / 4, cin = c->cin;
+    const size_t row = (size_t)(c->w + 2) * cin;
+    const float *X = wino_cl_pad(c, tmp, in, img, c->h + 2, c->w + 2);
+    for (int ty = 0; ty < th; ty++)
+        for (int tx = 0; tx < tw; tx++) {
+            const float *p = X + (size_t)(4 * ty) * row + (size_t)(4 * tx) * cin;
+            float *v = Vt + (size_t)(t0 + ty * tw + tx) * cin;
+#pragma omp simd
+            for (int ci = 0; ci < cin; ci++) {
+                float cr[6][6];
+#pragma GCC unroll 6
+                for (int a = 0; a < 6; a++) { /* d_a B: each patch row's column transform */
+                    const float *r = p + a * row + ci;
+                    const float d0 = r[0], d1 = r[cin], d2 = r[2 * cin], d3 = r[3 * cin],
+                                d4 = r[4 * cin], d5 = r[5 * cin];
+                    cr[a][0] = 4.0f * d0 - 5.0f * d2 + d4;
+                    cr[a][1] = -4.0f * (d1 + d2) + d3 + d4;
+                    cr[a][2] = 4.0f * (d1 - d2) - d3 + d4;
+                    cr[a][3] = 2.0f * (d3 - d1) - d2 + d4;
+                    cr[a][4] = 2.0f * (d1 - d3) - d2 + d4;
+                    cr[a][5] = 4.0f * d1 - 5.0f * d3 + d5;
+                }
+#pragma GCC unroll 6
+                for (int k = 0; k < 6; k++) { /* B^T · */
+                    const float e0 = cr[0][k], e1 = cr[1][k], e2 = cr[2][k], e3 = cr[3][k],
+                                e4 = cr[4][k], e5 = cr[5][k];
+                    v[(size_t)(0 + k) * vstride + ci] = 4.0f * e0 - 5.0f * e2 + e4;
+                    v[(size_t)(6 + k) * vstride + ci] = -4.0f * (e1 + e2) + e3 + e4;
+                    v[(size_t)(12 + k) * vstride + ci] = 4.0f * (e1 - e2) - e3 + e4;
+                    v[(size_t)(18 + k) * vstride + ci] = 2.0f * (e3 - e1) - e2 + e4;
+                    v[(size_t)(24 + k) * vstride + ci] = 2.0f * (e1 - e3) - e2 + e4;
+                    v[(size_t)(30 + k) * vstride + ci] = 4.0f * e1 - 5.0f * e3 + e5;
+                }
+            }
+        }
+}
+
+/* Image img of out = A^T M A (+ bias, + residual, ReLU) from Mt[36][tiles][cout]. */
+static void wino4_output(const ss_conv2d_t *c, float *out, const float *Mt, size_t mstride,
+                         long t0, const float *bias, const float *residual, int relu, int img,
+                         float *tmp)
+{
+    const int th = c->h / 4, tw = c->w / 4, cout = c->cout;
+    const size_t row = (size_t)c->w * cout;
+    float *Y = tmp, *zero = Y + (size_t)c->h * row; /* Y[y][x][co] */
+    if (!bias) {
+        memset(zero, 0, (size_t)cout * sizeof(float));
+        bias = zero;
+    }
+    for (int ty = 0; ty < th; ty++)
+        for (int tx = 0; tx < tw; tx++) {
+            const float *m = Mt + (size_t)(t0 + ty * tw + tx) * cout;
+            float *y = Y + (size_t)(4 * ty) * row + (size_t)(4 * tx) * cout;
+#pragma omp simd
+            for (int co = 0; co < cout; co++) {
+                float s[4][6];
+#pragma GCC unroll 6
+                for (int k = 0; k < 6; k++) { /* A^T M */
+                    float mm[6];
+#pragma GCC unroll 6
+                    for (int i = 0; i < 6; i++)
+                        mm[i] = m[(size_t)(6 * i + k) * mstride + co];
+                    s[0][k] = mm[0] + mm[1] + mm[2] + mm[3] + mm[4];
+                    s[1][k] = mm[1] - mm[2] + 2.0f * (mm[3] - mm[4]);
+                    s[2][k] = mm[1] + mm[2] + 4.0f * (mm[3] + mm[4]);
+                    s[3][k] = mm[1] - mm[2] + 8.0f * (mm[3] - mm[4]) + mm[5];
+                }
+                const float b = bias[co];
+#pragma GCC unroll 4
+                for (int i = 0; i < 4; i++) { /* (A^T M) A, + bias */
+                    float *yi = y + (size_t)i * row;
+                    yi[co] = s[i][0] + s[i][1] + s[i][2] + s[i][3] + s[i][4] + b;
+                    yi[cout + co] = s[i][1] - s[i][2] + 2.0f * (s[i][3] - s[i][4]) + b;
+                    yi[2 * cout + co] = s[i][1] + s[i][2] + 4.0f * (s[i][3] + s[i][4]) + b;
+                    yi[3 * cout + co] = s[i][1] - s[i][2] + 8.0f * (s[i][3] - s[i][4]) + s[i][5] + b;
+                }
+            }
+        }
+    wino_cl_store(c, out, Y, row, residual, relu, img);
+}
+
+static void wino4_forward_u(const ss_conv2d_t *c, float *out, const float *in, const float *U,
+                            const float *bias, const float *residual, int relu, float *work)
+{
+    ss_nn_blas_single();
+    const int cin = c->cin, cout = c->cout, tpi = (c->h / 4) * (c->w / 4);
+    const int bimg = wino4_block(c), nblocks = (c->n + bimg - 1) / bimg, slots = wino_slots();
+    const size_t vs = wino_pstride(bimg * tpi, cin), ms = wino_pstride(bimg * tpi, cout);
+    const size_t us = wino4_ustride(c), slot = wino4_slot_floats(c);
+    int nt = omp_get_max_threads();
+    nt = nt < slots ? nt : slots;
+#pragma omp parallel num_threads(nt)
+    {
+        float *Vt = work + (size_t)omp_get_thread_num() * slot, *Mt = Vt + 36 * vs,
+              *tmp = Mt + 36 * ms;
+#pragma omp for schedule(dynamic, 1)
+        for (int b = 0; b < nblocks; b++) {
+            const int i0 = b * bimg, ni = c->n - i0 < bimg ? c->n - i0 : bimg;
+            for (int i = 0; i < ni; i++)
+                wino4_input(c, Vt, vs, (long)i * tpi, in, i0 + i, tmp);
+            for (int k = 0; k < 36; k++)
+                ss_gemm_panels(ni * tpi, cout, cin, Vt + (size_t)k * vs, cin, U + (size_t)k * us,
+                               (size_t)SS_PANEL * cin, SS_PANEL, Mt + (size_t)k * ms, cout);
+            for (int i = 0; i < ni; i++)
+                wino4_output(c, out, Mt, ms, (long)i * tpi, bias, residual, relu, i0 + i, tmp);
+        }
+    }
+}
+
 /* The forward pass with U from the weights (into work) or, when Uready, precomputed. */
 static void wino_forward(const ss_conv2d_t *c, float *out, const float *in, const float *weight,
                          int flip, const float *Uready, const float *bias,
@@ -1040,7 +1252,9 @@ void ss_conv_wino_forward(const ss_conv2d_t *c, float *out, const float *in, con
 void ss_conv_wino_forward_u(const ss_conv2d_t *c, float *out, const float *in, const float *U,
                             const float *bias, const float *residual, int relu, float *work)
 {
-    if (wino3(c))
+    if (wino4(c))
+        wino4_forward_u(c, out, in, U, bias, residual, relu, work);
+    else if (wino3(c))
         wino3_forward_u(c, out, in, U, bias, residual, relu, work);
     else
         wino_forward(c, out, in, NULL, 0, U, bias, residual, relu, work);
