@@ -1000,8 +1000,7 @@ static void wino3_forward_u(const ss_conv2d_t *c, float *out, const float *in, c
  * (Toom-Cook at 0, ±1, ±2 and infinity; in float32 about 1e-6 of the output scale.) */
 static int wino4(const ss_conv2d_t *c)
 {
-    return wino_kernel(c) && c->h % 4 == 0 && c->w % 4 == 0 && (c->h / 4) * (c->w / 4) >= 4 &&
-           c->cin >= 32 && c->cout >= 32;
+    return wino_kernel(c) && c->h % 4 == 0 && c->w % 4 == 0 && c->cin >= 32 && c->cout >= 32;
 }
 
 /* U's plane stride: cout rounded up to whole panels, times cin. */
@@ -1010,7 +1009,7 @@ static size_t wino4_ustride(const ss_conv2d_t *c)
     return (size_t)((c->cout + SS_PANEL - 1) / SS_PANEL * SS_PANEL) * c->cin + 16;
 }
 
-static int wino4_block(const ss_conv2d_t *c) /* images per block */
+static int wino4_block(const ss_conv2d_t *c) /* images per block (at least 32 tiles) */
 {
     const int tpi = (c->h / 4) * (c->w / 4), b = (32 + tpi - 1) / tpi;
     return b < c->n ? b : c->n;
@@ -1023,9 +1022,33 @@ static size_t wino4_slot_floats(const ss_conv2d_t *c)
            (size_t)(c->h + 2) * (c->w + 2) * c->cin + (size_t)c->h * c->w * c->cout + c->cout + 64;
 }
 
+/* Too few blocks to share out (small images: ResNet's layer3 at 64 px, one tile an image) go
+ * planar, as the channels-last F(2×2) path does: all images of a chunk transformed, then the
+ * 36 products with all their tiles, a task per plane. */
+static int wino4_planar(const ss_conv2d_t *c)
+{
+    const int b = wino4_block(c);
+    return (c->n + b - 1) / b < 2 * wino_slots();
+}
+
+static int wino4_images(const ss_conv2d_t *c) /* images per planar chunk, V and M within 16 MB */
+{
+    const long tpi = (long)(c->h / 4) * (c->w / 4);
+    const size_t cap = ss_conv_work_cap() < ((size_t)4 << 20) ? ss_conv_work_cap() : (size_t)4 << 20;
+    long n = (long)(cap / (36 * ((size_t)c->cin + c->cout) * tpi));
+    return (int)(n < 1 ? 1 : n > c->n ? c->n : n);
+}
+
+/* Either layout's size, whichever the larger (each grows with n; which one applies may change
+ * with n, and the workspace must never shrink as n grows). */
 static size_t wino4_workspace(const ss_conv2d_t *c)
 {
-    return (size_t)wino_slots() * wino4_slot_floats(c);
+    const int tc = wino4_images(c) * (c->h / 4) * (c->w / 4);
+    const size_t blocks = (size_t)wino_slots() * wino4_slot_floats(c);
+    const size_t planar = 36 * (wino_pstride(tc, c->cin) + wino_pstride(tc, c->cout)) +
+                          (size_t)wino_slots() * ((size_t)(c->h + 2) * (c->w + 2) * c->cin +
+                                                  (size_t)c->h * c->w * c->cout + c->cout + 64);
+    return blocks > planar ? blocks : planar;
 }
 
 /* U[36] in panels from weight [cout][cin][3][3], by groups of 16 output channels. */
@@ -1166,6 +1189,33 @@ static void wino4_forward_u(const ss_conv2d_t *c, float *out, const float *in, c
     const size_t us = wino4_ustride(c), slot = wino4_slot_floats(c);
     int nt = omp_get_max_threads();
     nt = nt < slots ? nt : slots;
+    if (wino4_planar(c)) {
+        const int cimg = wino4_images(c), tcmax = cimg * tpi;
+        const size_t pvs = wino_pstride(tcmax, cin), pms = wino_pstride(tcmax, cout);
+        const size_t tmpf = (size_t)(c->h + 2) * (c->w + 2) * cin + (size_t)c->h * c->w * cout +
+                            cout + 64;
+        float *Vt = work, *Mt = Vt + 36 * pvs, *tmp0 = Mt + 36 * pms;
+#pragma omp parallel num_threads(nt)
+        {
+            float *tmp = tmp0 + (size_t)omp_get_thread_num() * tmpf;
+            for (int n0 = 0; n0 < c->n; n0 += cimg) {
+                const int ni = c->n - n0 < cimg ? c->n - n0 : cimg;
+#pragma omp for schedule(dynamic, 1)
+                for (int i = 0; i < ni; i++)
+                    wino4_input(c, Vt, pvs, (long)i * tpi, in, n0 + i, tmp);
+#pragma omp for schedule(dynamic, 1)
+                for (int k = 0; k < 36; k++)
+                    ss_gemm_panels(ni * tpi, cout, cin, Vt + (size_t)k * pvs, cin,
+                                   U + (size_t)k * us, (size_t)SS_PANEL * cin, SS_PANEL,
+                                   Mt + (size_t)k * pms, cout);
+#pragma omp for schedule(dynamic, 1)
+                for (int i = 0; i < ni; i++)
+                    wino4_output(c, out, Mt, pms, (long)i * tpi, bias, residual, relu, n0 + i,
+                                 tmp);
+            }
+        }
+        return;
+    }
 #pragma omp parallel num_threads(nt)
     {
         float *Vt = work + (size_t)omp_get_thread_num() * slot, *Mt = Vt + 36 * vs,
