@@ -233,6 +233,9 @@ static void test_conv(void)
     conv_case(32, 129, 5, 7, 128, 3, 3, 1, 1, 1, 1, 1, 0);
     conv_case(64, 130, 2, 3, 128, 3, 3, 1, 1, 1, 1, 0, 0);
     conv_case(15, 128, 5, 5, 136, 3, 3, 1, 1, 1, 1, 1, 0); /* 135 tiles: rows not by 8 */
+    /* F(4x4) by blocks of images (sides multiples of 4, enough images), and planar */
+    conv_case(9, 64, 16, 16, 48, 3, 3, 1, 1, 1, 1, 1, 0);
+    conv_case(4, 40, 8, 12, 72, 3, 3, 1, 1, 1, 1, 0, 0);
     /* more than 128x128 channel pairs: the weight gradient by chunks, not block by block */
     conv_case(4, 130, 12, 12, 132, 3, 3, 1, 1, 1, 1, 0, 0);
     ss_conv2d_set_winograd(0); /* the same shapes through im2col */
@@ -1058,7 +1061,7 @@ static void test_threads(void)
                                  {8, 32, 20, 20, 48, 3, 1, 1},   {8, 64, 12, 12, 64, 3, 1, 1},
                                  {16, 128, 4, 4, 512, 3, 1, 1},  {4, 3, 64, 64, 16, 7, 2, 3},
                                  {16, 32, 16, 16, 64, 3, 2, 1},  {16, 64, 16, 16, 128, 1, 2, 0},
-                                 {32, 128, 4, 4, 256, 3, 1, 1}};
+                                 {32, 128, 4, 4, 256, 3, 1, 1},  {8, 64, 16, 16, 64, 3, 1, 1}};
     for (int g = 0; g < (int)(sizeof geo / sizeof geo[0]); g++) {
         ss_conv2d_t c;
         ss_conv2d_init(&c, geo[g][0], geo[g][1], geo[g][2], geo[g][3], geo[g][4], geo[g][5],
