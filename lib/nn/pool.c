@@ -179,11 +179,11 @@ static inline float max_nan(float best, float v)
 typedef float v16f __attribute__((vector_size(64)));
 typedef int32_t v16i __attribute__((vector_size(64)));
 
-static inline v16f max_nan_v(v16f best, v16f v)
-{
-    const v16i take = (v > best) | (v != v);
-    return (v16f)(((v16i)v & take) | ((v16i)best & ~take));
-}
+/* max_nan lane by lane: takes v where it is greater or a NaN (a macro, so that no function
+ * passes 64-byte vectors: their ABI differs between builds with and without AVX-512) */
+#define MAX_NAN_V(best, v)                                                                         \
+    ((v16f)((((v16i)(v)) & (((v) > (best)) | ((v) != (v)))) |                                      \
+            (((v16i)(best)) & ~(((v) > (best)) | ((v) != (v))))))
 
 /* The ResNet stem's window (3×3, stride 2, padding 1) on one plane: each input row's column
  * triples first (hm[y][ox] = max of columns 2ox-1 .. 2ox+1, by blocks of 32 columns split into
@@ -215,7 +215,8 @@ static void maxpool_3s2p1_plane(float *restrict dst, const float *restrict src, 
             const v16f carry = {prev};
             const v16f left = __builtin_shufflevector(carry, odd, 0, 16, 17, 18, 19, 20, 21, 22,
                                                       23, 24, 25, 26, 27, 28, 29, 30);
-            const v16f m = max_nan_v(max_nan_v(left, even), odd);
+            v16f m = MAX_NAN_V(left, even);
+            m = MAX_NAN_V(m, odd);
             memcpy(o + ox, &m, (size_t)(wo - ox < 16 ? wo - ox : 16) * sizeof(float));
             prev = odd[15];
         }
