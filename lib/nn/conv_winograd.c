@@ -805,6 +805,54 @@ static void wino_forward_cl(const ss_conv2d_t *c, float *out, const float *in, c
     }
 }
 
+/* The channels-last tilings with U precomputed (F(3×3) and F(4×4)), planar: per chunk of
+ * cimg images, each image transformed by one thread (input), the `planes` products with all
+ * the chunk's tiles a task per plane, each image back by one thread (output). tmpf: scratch
+ * floats per thread. */
+typedef void (*wino_cl_in_fn)(const ss_conv2d_t *c, float *Vt, size_t vstride, long t0,
+                              const float *in, int img, float *tmp);
+typedef void (*wino_cl_out_fn)(const ss_conv2d_t *c, float *out, const float *Mt, size_t mstride,
+                               long t0, const float *bias, const float *residual, int relu,
+                               int img, float *tmp);
+
+static void wino_cl_planar(const ss_conv2d_t *c, int planes, int tpi, int cimg, size_t tmpf,
+                           wino_cl_in_fn input, wino_cl_out_fn output, float *out, const float *in,
+                           const float *U, size_t ustride, const float *bias,
+                           const float *residual, int relu, float *work)
+{
+    const int cin = c->cin, cout = c->cout, tcmax = cimg * tpi, slots = wino_slots();
+    const size_t vs = wino_pstride(tcmax, cin), ms = wino_pstride(tcmax, cout);
+    float *Vt = work, *Mt = Vt + planes * vs, *tmp0 = Mt + planes * ms;
+    int nt = omp_get_max_threads();
+    nt = nt < slots ? nt : slots;
+#pragma omp parallel num_threads(nt)
+    {
+        float *tmp = tmp0 + (size_t)omp_get_thread_num() * tmpf;
+        for (int n0 = 0; n0 < c->n; n0 += cimg) {
+            const int ni = c->n - n0 < cimg ? c->n - n0 : cimg;
+#pragma omp for schedule(dynamic, 1)
+            for (int i = 0; i < ni; i++)
+                input(c, Vt, vs, (long)i * tpi, in, n0 + i, tmp);
+#pragma omp for schedule(dynamic, 1)
+            for (int k = 0; k < planes; k++)
+                ss_gemm_panels(ni * tpi, cout, cin, Vt + (size_t)k * vs, cin,
+                               U + (size_t)k * ustride, (size_t)SS_PANEL * cin, SS_PANEL,
+                               Mt + (size_t)k * ms, cout);
+#pragma omp for schedule(dynamic, 1)
+            for (int i = 0; i < ni; i++)
+                output(c, out, Mt, ms, (long)i * tpi, bias, residual, relu, n0 + i, tmp);
+        }
+    }
+}
+
+/* Scratch floats per thread of the F(3×3) and F(4×4) paths: the padded image channels last,
+ * the output image channels last, cout zeros (the bias when there is none). */
+static size_t wino_cl_img_floats(const ss_conv2d_t *c)
+{
+    return (size_t)(c->h + 2) * (c->w + 2) * c->cin + (size_t)c->h * c->w * c->cout + c->cout +
+           64;
+}
+
 /* ---- F(3×3, 3×3), channels last, U precomputed --------------------------------------------
  * On images whose sides are multiples of 3 (6×6 and 3×3: ResNet's layers 3-4 at 96 px) a 3×3
  * output tile from a 5×5 patch takes 25 products per weight pair, where F(2×2, 3×3) takes 36
@@ -831,9 +879,8 @@ static int wino3_images(const ss_conv2d_t *c)
 static size_t wino3_workspace(const ss_conv2d_t *c)
 {
     const int tc = wino3_images(c) * (c->h / 3) * (c->w / 3);
-    const size_t tmp = (size_t)(c->h + 2) * (c->w + 2) * c->cin + (size_t)c->h * c->w * c->cout +
-                       c->cout + 64;
-    return 25 * (wino_pstride(tc, c->cin) + wino_pstride(tc, c->cout)) + (size_t)wino_slots() * tmp;
+    return 25 * (wino_pstride(tc, c->cin) + wino_pstride(tc, c->cout)) +
+           (size_t)wino_slots() * wino_cl_img_floats(c);
 }
 
 /* U[25] in panels from weight [cout][cin][3][3], by groups of 16 output channels. */
@@ -959,32 +1006,9 @@ static void wino3_forward_u(const ss_conv2d_t *c, float *out, const float *in, c
                             const float *bias, const float *residual, int relu, float *work)
 {
     ss_nn_blas_single();
-    const int cin = c->cin, cout = c->cout, tpi = (c->h / 3) * (c->w / 3);
-    const int cimg = wino3_images(c), tcmax = cimg * tpi, slots = wino_slots();
-    const size_t vs = wino_pstride(tcmax, cin), ms = wino_pstride(tcmax, cout);
-    const size_t tmpf = (size_t)(c->h + 2) * (c->w + 2) * cin + (size_t)c->h * c->w * cout +
-                        cout + 64;
-    float *Vt = work, *Mt = Vt + 25 * vs, *tmp0 = Mt + 25 * ms;
-    int nt = omp_get_max_threads();
-    nt = nt < slots ? nt : slots;
-#pragma omp parallel num_threads(nt)
-    {
-        float *tmp = tmp0 + (size_t)omp_get_thread_num() * tmpf;
-        for (int n0 = 0; n0 < c->n; n0 += cimg) {
-            const int ni = c->n - n0 < cimg ? c->n - n0 : cimg;
-#pragma omp for schedule(dynamic, 1)
-            for (int i = 0; i < ni; i++)
-                wino3_input(c, Vt, vs, (long)i * tpi, in, n0 + i, tmp);
-#pragma omp for schedule(dynamic, 1)
-            for (int k = 0; k < 25; k++)
-                ss_gemm_panels(ni * tpi, cout, cin, Vt + (size_t)k * vs, cin,
-                               U + (size_t)k * wino_ustride(c), (size_t)SS_PANEL * cin,
-                               SS_PANEL, Mt + (size_t)k * ms, cout);
-#pragma omp for schedule(dynamic, 1)
-            for (int i = 0; i < ni; i++)
-                wino3_output(c, out, Mt, ms, (long)i * tpi, bias, residual, relu, n0 + i, tmp);
-        }
-    }
+    wino_cl_planar(c, 25, (c->h / 3) * (c->w / 3), wino3_images(c), wino_cl_img_floats(c),
+                   wino3_input, wino3_output, out, in, U, wino_ustride(c), bias, residual, relu,
+                   work);
 }
 
 /* ---- F(4×4, 3×3), channels last by blocks of images, U precomputed -------------------------
@@ -1018,8 +1042,7 @@ static int wino4_block(const ss_conv2d_t *c) /* images per block (at least 32 ti
 static size_t wino4_slot_floats(const ss_conv2d_t *c)
 {
     const int tb = wino4_block(c) * (c->h / 4) * (c->w / 4);
-    return 36 * (wino_pstride(tb, c->cin) + wino_pstride(tb, c->cout)) +
-           (size_t)(c->h + 2) * (c->w + 2) * c->cin + (size_t)c->h * c->w * c->cout + c->cout + 64;
+    return 36 * (wino_pstride(tb, c->cin) + wino_pstride(tb, c->cout)) + wino_cl_img_floats(c);
 }
 
 /* Too few blocks to share out (small images: ResNet's layer3 at 64 px, one tile an image) go
@@ -1046,8 +1069,7 @@ static size_t wino4_workspace(const ss_conv2d_t *c)
     const int tc = wino4_images(c) * (c->h / 4) * (c->w / 4);
     const size_t blocks = (size_t)wino_slots() * wino4_slot_floats(c);
     const size_t planar = 36 * (wino_pstride(tc, c->cin) + wino_pstride(tc, c->cout)) +
-                          (size_t)wino_slots() * ((size_t)(c->h + 2) * (c->w + 2) * c->cin +
-                                                  (size_t)c->h * c->w * c->cout + c->cout + 64);
+                          (size_t)wino_slots() * wino_cl_img_floats(c);
     return blocks > planar ? blocks : planar;
 }
 
@@ -1190,30 +1212,8 @@ static void wino4_forward_u(const ss_conv2d_t *c, float *out, const float *in, c
     int nt = omp_get_max_threads();
     nt = nt < slots ? nt : slots;
     if (wino4_planar(c)) {
-        const int cimg = wino4_images(c), tcmax = cimg * tpi;
-        const size_t pvs = wino_pstride(tcmax, cin), pms = wino_pstride(tcmax, cout);
-        const size_t tmpf = (size_t)(c->h + 2) * (c->w + 2) * cin + (size_t)c->h * c->w * cout +
-                            cout + 64;
-        float *Vt = work, *Mt = Vt + 36 * pvs, *tmp0 = Mt + 36 * pms;
-#pragma omp parallel num_threads(nt)
-        {
-            float *tmp = tmp0 + (size_t)omp_get_thread_num() * tmpf;
-            for (int n0 = 0; n0 < c->n; n0 += cimg) {
-                const int ni = c->n - n0 < cimg ? c->n - n0 : cimg;
-#pragma omp for schedule(dynamic, 1)
-                for (int i = 0; i < ni; i++)
-                    wino4_input(c, Vt, pvs, (long)i * tpi, in, n0 + i, tmp);
-#pragma omp for schedule(dynamic, 1)
-                for (int k = 0; k < 36; k++)
-                    ss_gemm_panels(ni * tpi, cout, cin, Vt + (size_t)k * pvs, cin,
-                                   U + (size_t)k * us, (size_t)SS_PANEL * cin, SS_PANEL,
-                                   Mt + (size_t)k * pms, cout);
-#pragma omp for schedule(dynamic, 1)
-                for (int i = 0; i < ni; i++)
-                    wino4_output(c, out, Mt, pms, (long)i * tpi, bias, residual, relu, n0 + i,
-                                 tmp);
-            }
-        }
+        wino_cl_planar(c, 36, tpi, wino4_images(c), wino_cl_img_floats(c), wino4_input,
+                       wino4_output, out, in, U, us, bias, residual, relu, work);
         return;
     }
 #pragma omp parallel num_threads(nt)
