@@ -17,7 +17,10 @@
  * depends on the shape and the CPU count only, handed out dynamically; each block is transformed,
  * multiplied and written back by one thread (its own slot of V and M), so results do not depend
  * on the thread count. Small images with many channels go channels last (wino_cl): images are
- * transformed by one thread each, each plane's sgemm by one thread, all over fixed shapes. */
+ * transformed by one thread each, each plane's product by one thread, all over fixed shapes.
+ *
+ * Inference (U precomputed, ss_conv_wino_forward_u) also has larger tiles, further down:
+ * F(4×4, 3×3) on maps whose sides are multiples of 4 and F(3×3, 3×3) on 6×6 and 3×3 maps. */
 #include "nn_internal.h"
 
 #include <omp.h>
