@@ -3,7 +3,10 @@
  * while OpenBLAS's pool runs the next sgemm (and vice versa) cost a measured 2-3x; with one pool
  * the threads that did im2col also run the sgemm. Each thread computes a block of output columns
  * (or rows) with a single-threaded cblas_sgemm, so every element is reduced by one thread in the
- * same order whatever the thread count. */
+ * same order whatever the thread count.
+ *
+ * ss_gemm_panels: one thread's product on the NN core's own kernel (ss_panel_block), for
+ * operands already laid out in 32-column panels (Winograd's U, im2col blocks). */
 #include "nn_internal.h"
 
 #include <omp.h>
