@@ -208,10 +208,11 @@ static int conv_plane_width(const ss_conv2d_t *c)
 
 static int conv_fwd_panels(const ss_conv2d_t *c)
 {
-    /* measured (bench/conv_bench, 2 threads): faster for the stem at every size and for the
-     * stride-2 3×3 convs at 64-96 px (10-20%); slower with K < 128 (the 1×1 downsample) and
-     * for layer2.0 at 224 px, where plane mode's long sgemms win (large planes, K = 576) */
-    return conv_k(c) >= 128 && conv_k(c) <= 4096 && !(conv_plane_mode(c) && conv_k(c) > 256);
+    /* measured (bench/conv_bench, 2 threads): faster for the stem at every size, for the
+     * stride-2 3×3 convs at 64-96 px (10-20%) and for layer4's 3×3 convs on 2×2 and 3×3 maps
+     * (K = 4608, 7-18%); slower with K < 128 (the 1×1 downsample) and for layer2.0 at 224 px,
+     * where plane mode's long sgemms win (large planes, K = 576) */
+    return conv_k(c) >= 128 && conv_k(c) <= 8192 && !(conv_plane_mode(c) && conv_k(c) > 256);
 }
 
 /* Panels per task: a few tasks per slot, at most CONV_PANELS_MAX, and the task's im2col block

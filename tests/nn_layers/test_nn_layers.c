@@ -238,6 +238,7 @@ static void test_conv(void)
     conv_case(60, 64, 3, 3, 128, 3, 3, 1, 1, 1, 1, 0, 0);
     conv_case(2, 3, 96, 96, 8, 7, 7, 2, 2, 3, 3, 0, 0);
     conv_case(40, 16, 16, 16, 32, 3, 3, 2, 2, 1, 1, 1, 0);
+    conv_case(3, 512, 2, 2, 20, 3, 3, 1, 1, 1, 1, 1, 0); /* panels with K = 4608 */
     /* Winograd F(2x2,3x3) path (3x3 s1 p1, >= 128 tiles): odd sizes, partial tiles, FD. */
     conv_case(4, 5, 13, 11, 6, 3, 3, 1, 1, 1, 1, 1, 1);
     conv_case(2, 24, 17, 16, 20, 3, 3, 1, 1, 1, 1, 0, 0);
