@@ -313,6 +313,8 @@ size_t ss_conv2d_forward_workspace(const ss_conv2d_t *c)
         if (panels > im2col)
             im2col = panels;
     }
+    if (ss_conv_pairs_applies(c) && ss_conv_pairs_workspace(c) > im2col)
+        im2col = ss_conv_pairs_workspace(c);
     if (ss_conv_wino_applies(c) || ss_conv_wino_applies_u(c)) {
         size_t wino = ss_conv_wino_workspace(c);
         return wino > im2col ? wino : im2col;
@@ -382,6 +384,8 @@ size_t ss_conv2d_backward_workspace(const ss_conv2d_t *c)
         im2col = conv_plane_dw_workspace(c);
     if (conv_bwd_stream(c) && conv_bwd_stream_workspace(c) > im2col)
         im2col = conv_bwd_stream_workspace(c);
+    if (ss_conv_pairs_applies(c) && ss_conv_pairs_workspace(c) > im2col)
+        im2col = ss_conv_pairs_workspace(c);
     ss_conv2d_t t = conv_transposed(c);
     if (ss_conv_wino_applies(c)) { /* dW then din by Winograd, one after the other */
         size_t a = ss_conv_wino_dw_workspace(c), b = ss_conv_wino_workspace(&t);
@@ -888,6 +892,10 @@ void ss_conv2d_forward_fused(const ss_conv2d_t *c, float *out, const float *in,
         conv_forward_1x1(c, out, in, weight, bias, residual, relu);
         return;
     }
+    if (ss_conv_pairs_applies(c)) {
+        ss_conv_pairs_forward(c, out, in, weight, bias, residual, relu, work);
+        return;
+    }
     if (ss_conv_wino_applies(c)) {
         ss_conv_wino_forward(c, out, in, weight, 0, bias, residual, relu, work);
         return;
@@ -1134,6 +1142,12 @@ void ss_conv2d_backward(const ss_conv2d_t *c, float *din, float *dweight, float 
     if (conv_direct_1x1(c)) {
         conv_backward_1x1(c, din, dweight, dout, in, weight);
         return;
+    }
+    if (din && ss_conv_pairs_applies(c)) { /* din by tap pairs, dW below by im2col */
+        ss_conv_pairs_backward_input(c, din, dout, weight, work);
+        din = NULL;
+        if (!dweight)
+            return;
     }
     if (ss_conv_wino_applies(c)) {
         /* dW by Winograd, then din = the transposed conv of dout, by Winograd. */

@@ -45,6 +45,7 @@ static void wino3_forward_u(const ss_conv2d_t *c, float *out, const float *in, c
 void ss_conv2d_set_winograd(int on)
 {
     wino_enabled = on != 0;
+    ss_conv_pairs_enable(on);
 }
 
 /* The shape qualifies: partial tiles waste work (3×3 outputs compute 4×4), so the waste must

@@ -89,6 +89,17 @@ size_t ss_conv_wino_dw_workspace(const ss_conv2d_t *c);
 void ss_conv_wino_backward_weights(const ss_conv2d_t *c, float *dweight, const float *dout,
                                    const float *in, float *work);
 
+/* Tap-pair convolution for small output maps (conv_pairs.c): the forward pass and the input
+ * gradient sum each output over the (input position, tap) pairs that miss the padding. enable:
+ * ss_conv2d_set_winograd's knob (off: im2col everywhere). */
+void ss_conv_pairs_enable(int on);
+int ss_conv_pairs_applies(const ss_conv2d_t *c);
+size_t ss_conv_pairs_workspace(const ss_conv2d_t *c);
+void ss_conv_pairs_forward(const ss_conv2d_t *c, float *out, const float *in, const float *weight,
+                           const float *bias, const float *residual, int relu, float *work);
+void ss_conv_pairs_backward_input(const ss_conv2d_t *c, float *din, const float *dout,
+                                  const float *weight, float *work);
+
 /* OpenBLAS must be single-threaded before sgemm is called from our parallel regions (in case the
  * program never called ss_nn_set_threads). Cheap: one read of OpenBLAS's thread count. */
 static inline void ss_nn_blas_single(void)

@@ -67,6 +67,63 @@ static inline void pool_max3(const float *r, int x, int32_t col, float *hv, int3
     *hv = best, *hi = bi;
 }
 
+/* 16 floats as one vector (GCC/Clang vector extension): the stride-2 column picks of the stem's
+ * pool become two shuffles instead of element-wise inserts. */
+typedef float v16f __attribute__((vector_size(64)));
+typedef int32_t v16i __attribute__((vector_size(64)));
+
+/* max_nan lane by lane: takes v where it is greater or a NaN (a macro, so that no function
+ * passes 64-byte vectors: their ABI differs between builds with and without AVX-512) */
+#define MAX_NAN_V(best, v)                                                                         \
+    ((v16f)((((v16i)(v)) & (((v) > (best)) | ((v) != (v)))) |                                      \
+            (((v16i)(best)) & ~(((v) > (best)) | ((v) != (v))))))
+
+/* pool_hrow3 for stride 2, padding 1 (the ResNet stem), by blocks of 32 columns split into
+ * even and odd ones as in maxpool_3s2p1_plane, with the columns of the maxima: window ox scans
+ * columns 2ox-1, 2ox, 2ox+1. The first window starts on a copy of column 0 (index 0), which
+ * gives the clipped window's value and index; columns past the edge are -inf, never taken. */
+static void pool_hrow3_s2p1(const float *r, int w, int wo, float *hv, int32_t *hi)
+{
+    float prev = r[0];  /* column 2ox-1 of the block's first window */
+    int32_t prev_i = 0; /* and its index */
+    const v16i lanes = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
+    for (int ox = 0; ox < wo; ox += 16) {
+        v16f a, b;
+        if (2 * ox + 32 <= w) {
+            memcpy(&a, r + 2 * ox, sizeof a);
+            memcpy(&b, r + 2 * ox + 16, sizeof b);
+        } else { /* the last, partial block */
+            float t[32];
+            for (int k = 0; k < 32; k++)
+                t[k] = 2 * ox + k < w ? r[2 * ox + k] : -INFINITY;
+            memcpy(&a, t, sizeof a);
+            memcpy(&b, t + 16, sizeof b);
+        }
+        const v16f even = __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20,
+                                                  22, 24, 26, 28, 30);
+        const v16f odd = __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23,
+                                                 25, 27, 29, 31);
+        const v16f carry = {prev};
+        const v16f left = __builtin_shufflevector(carry, odd, 0, 16, 17, 18, 19, 20, 21, 22, 23,
+                                                  24, 25, 26, 27, 28, 29, 30);
+        const v16i ci = lanes + 2 * ox, carry_i = {prev_i};
+        const v16i left_i = __builtin_shufflevector(carry_i, ci - 1, 0, 17, 18, 19, 20, 21, 22,
+                                                    23, 24, 25, 26, 27, 28, 29, 30, 31);
+        /* the scan: left, then centre, then right, each taken where greater or a NaN */
+        v16i t = (even > left) | (even != even);
+        v16f m = (v16f)(((v16i)even & t) | ((v16i)left & ~t));
+        v16i mi = (ci & t) | (left_i & ~t);
+        t = (odd > m) | (odd != odd);
+        m = (v16f)(((v16i)odd & t) | ((v16i)m & ~t));
+        mi = ((ci + 1) & t) | (mi & ~t);
+        const size_t nb = (size_t)(wo - ox < 16 ? wo - ox : 16);
+        memcpy(hv + ox, &m, nb * sizeof(float));
+        memcpy(hi + ox, &mi, nb * sizeof(int32_t));
+        prev = odd[15];
+        prev_i = 2 * ox + 31;
+    }
+}
+
 /* The 3-wide windows of one input row: hv[ox] / hi[ox] = max and its column over columns
  * [ox·s - p, ox·s - p + 3) ∩ [0, w), first maximum kept, a NaN taken (the scan's rule). */
 static void pool_hrow3(const ss_pool2d_t *p, const float *row, float *hv, int32_t *hi)
@@ -77,6 +134,19 @@ static void pool_hrow3(const ss_pool2d_t *p, const float *row, float *hv, int32_
         lo++;
     while (hi_ > lo && (hi_ - 1) * s - pad + 3 > w)
         hi_--;
+    if (s == 2 && pad == 1) {
+        pool_hrow3_s2p1(row, w, p->wo, hv, hi);
+        return;
+    }
+    if (s == 2) {
+#pragma omp simd
+        for (int ox = lo; ox < hi_; ox++)
+            pool_max3(row - pad, 2 * ox, 2 * ox - pad, &hv[ox], &hi[ox]);
+    } else {
+#pragma omp simd
+        for (int ox = lo; ox < hi_; ox++)
+            pool_max3(row, ox * s - pad, ox * s - pad, &hv[ox], &hi[ox]);
+    }
     for (int ox = 0; ox < p->wo; ox++) { /* edges: the window clipped to the row */
         if (ox == lo && hi_ > lo)
             ox = hi_;
@@ -89,15 +159,6 @@ static void pool_hrow3(const ss_pool2d_t *p, const float *row, float *hv, int32_
             if (row[x] > best || row[x] != row[x])
                 best = row[x], bi = x;
         hv[ox] = best, hi[ox] = bi;
-    }
-    if (s == 2) { /* the ResNet stem: a constant stride vectorises */
-#pragma omp simd
-        for (int ox = lo; ox < hi_; ox++)
-            pool_max3(row - pad, 2 * ox, 2 * ox - pad, &hv[ox], &hi[ox]);
-    } else {
-#pragma omp simd
-        for (int ox = lo; ox < hi_; ox++)
-            pool_max3(row, ox * s - pad, ox * s - pad, &hv[ox], &hi[ox]);
     }
 }
 
@@ -151,6 +212,17 @@ void ss_maxpool2d_forward(const ss_pool2d_t *p, float *out, int32_t *argmax, con
                         best = t ? v2[ox] : best, bi = t ? b0 + 2 * w + i2[ox] : bi;
                         d[ox] = best, di[ox] = bi;
                     }
+                } else if (y1 - y0 == 2) { /* the first (or last) row of windows */
+                    const float *v1 = hv[(y0 + 1) % 3];
+                    const int32_t *i1 = hi[(y0 + 1) % 3];
+#pragma omp simd
+                    for (int ox = 0; ox < p->wo; ox++) {
+                        float best = v0[ox];
+                        int32_t bi = b0 + i0[ox];
+                        const int t = (v1[ox] > best) | (v1[ox] != v1[ox]);
+                        best = t ? v1[ox] : best, bi = t ? b0 + w + i1[ox] : bi;
+                        d[ox] = best, di[ox] = bi;
+                    }
                 } else {
                     for (int ox = 0; ox < p->wo; ox++) {
                         float best = v0[ox];
@@ -173,17 +245,6 @@ static inline float max_nan(float best, float v)
 {
     return (v > best) | (v != v) ? v : best;
 }
-
-/* 16 floats as one vector (GCC/Clang vector extension): the stride-2 column picks of the stem's
- * pool become two shuffles instead of element-wise inserts. */
-typedef float v16f __attribute__((vector_size(64)));
-typedef int32_t v16i __attribute__((vector_size(64)));
-
-/* max_nan lane by lane: takes v where it is greater or a NaN (a macro, so that no function
- * passes 64-byte vectors: their ABI differs between builds with and without AVX-512) */
-#define MAX_NAN_V(best, v)                                                                         \
-    ((v16f)((((v16i)(v)) & (((v) > (best)) | ((v) != (v)))) |                                      \
-            (((v16i)(best)) & ~(((v) > (best)) | ((v) != (v))))))
 
 /* The ResNet stem's window (3×3, stride 2, padding 1) on one plane: each input row's column
  * triples first (hm[y][ox] = max of columns 2ox-1 .. 2ox+1, by blocks of 32 columns split into

@@ -239,6 +239,12 @@ static void test_conv(void)
     conv_case(2, 3, 96, 96, 8, 7, 7, 2, 2, 3, 3, 0, 0);
     conv_case(40, 16, 16, 16, 32, 3, 3, 2, 2, 1, 1, 1, 0);
     conv_case(3, 512, 2, 2, 20, 3, 3, 1, 1, 1, 1, 1, 0); /* panels with K = 4608 */
+    /* tap pairs (small maps, many channels): a partial group of images, output channels not by
+     * 8, a 1×1 and a non-square map, a 2×2 kernel */
+    conv_case(33, 64, 2, 2, 72, 3, 3, 1, 1, 1, 1, 1, 0);
+    conv_case(7, 64, 1, 1, 68, 3, 3, 1, 1, 1, 1, 0, 0);
+    conv_case(5, 70, 3, 2, 64, 3, 3, 1, 1, 1, 1, 1, 0);
+    conv_case(3, 64, 3, 3, 64, 2, 2, 1, 1, 1, 1, 0, 0);
     /* Winograd F(2x2,3x3) path (3x3 s1 p1, >= 128 tiles): odd sizes, partial tiles, FD. */
     conv_case(4, 5, 13, 11, 6, 3, 3, 1, 1, 1, 1, 1, 1);
     conv_case(2, 24, 17, 16, 20, 3, 3, 1, 1, 1, 1, 0, 0);
@@ -257,6 +263,7 @@ static void test_conv(void)
     conv_case(7, 8, 6, 6, 16, 3, 3, 2, 2, 1, 1, 0, 0);
     conv_case(6, 4, 10, 12, 5, 3, 3, 1, 1, 1, 1, 1, 1); /* Winograd dW block by block */
     conv_case(4, 130, 12, 12, 132, 3, 3, 1, 1, 1, 1, 0, 0); /* Winograd dW over several chunks */
+    conv_case(40, 64, 2, 2, 64, 3, 3, 1, 1, 1, 1, 1, 0);    /* tap pairs, a group per chunk */
     ss_conv2d_set_work_cap(0);
     /* Workspace never grows when the batch shrinks (models size it once for the largest). */
     {
@@ -526,6 +533,8 @@ static void test_pool(void)
     maxpool_case(2, 4, 10, 10, 3, 1, 1);
     maxpool_case(3, 16, 32, 32, 3, 2, 1); /* threaded */
     maxpool_case(2, 3, 35, 67, 3, 2, 1);  /* blocks of 32 columns, then an odd tail */
+    maxpool_case(2, 2, 6, 64, 3, 2, 1);   /* whole blocks only */
+    maxpool_case(1, 2, 5, 2, 3, 2, 1);    /* one window per row, clipped on both sides */
     /* Ties and padding semantics: all-equal input picks the first in-bounds element. */
     {
         ss_pool2d_t pl;
@@ -556,12 +565,22 @@ static void test_pool(void)
             for (int i = 0; i < 210; i++)
                 xv[i] = (float)((i * 7) % 11);
             xv[31] = xv[32] = xv[70 + 17] = xv[140 + 63] = xv[140 + 69] = NAN;
+            /* a first window of -inf only: its index is still column 0's */
+            xv[0] = xv[1] = xv[70] = xv[71] = -INFINITY;
             ss_maxpool2d_forward_values(&pv, yv, xv);
             ss_maxpool2d_forward_naive(&pv, yv2, iv, xv);
             int same = 1;
             for (int i = 0; i < pv.ho * pv.wo; i++)
                 same &= isnan(yv[i]) ? isnan(yv2[i]) : yv[i] == yv2[i];
             expect_true("maxpool values-only with NaNs == naive", same);
+            /* the argmax path's 32-column blocks: ties (the values repeat), NaNs, -inf */
+            float ya[70];
+            int32_t ia[70];
+            ss_maxpool2d_forward(&pv, ya, ia, xv);
+            same = memcmp(ia, iv, (size_t)pv.ho * pv.wo * sizeof(int32_t)) == 0;
+            for (int i = 0; i < pv.ho * pv.wo; i++)
+                same &= isnan(ya[i]) ? isnan(yv2[i]) : ya[i] == yv2[i];
+            expect_true("maxpool argmax with ties, NaNs and -inf on block edges == naive", same);
         }
         /* Same in the interior fast path (window fully inside a larger image). */
         ss_pool2d_t pb;

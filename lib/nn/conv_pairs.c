@@ -1,0 +1,273 @@
+/* Tap-pair convolution for small output maps (ResNet's layer4 at the 64-96 px crop sizes: 2×2 and
+ * 3×3 maps, 512 channels). On such maps most of a 3×3 kernel's taps fall on the zero padding:
+ * at 2×2 only 16 of the 36 (output position, tap) pairs see the input, at 3×3 49 of 81. im2col
+ * multiplies the zeros too; here each output position sums over its valid pairs only:
+ *
+ *   out[n, co, o]  = Σ_ci Σ_(i,t) in pairs(o)  W[co, ci, t] · x[n, ci, i]
+ *   din[n, ci, i]  = Σ_co Σ_(o,t) in pairs'(i) W[co, ci, t] · dout[n, co, o]
+ *
+ * pairs(o) lists the input positions i and taps t with i = o·stride - pad + t inside the map;
+ * pairs'(i) is the same relation read from the input side. Images go in groups of 32, the
+ * columns of the product kernel (the 32 lanes of its two vectors): the operand that runs along
+ * the columns is transposed once per call into [group][channel][position][32] (x for the forward
+ * pass, dout for the input gradient), the weight is read in place. Each 8 × 32 block of the
+ * result is one call of pairs_block (channels outer, pairs inner, one fixed summation order)
+ * and is written once, so results do not depend on the thread count. The weight gradient stays
+ * on im2col (conv.c): its pairs are grouped by tap, and writing them into the tap-innermost
+ * weight layout costs what the skipped products save.
+ *
+ * Threading: tasks are blocks of 8 output rows (output channels; input channels for din) over
+ * every group and position of a chunk of groups, so each task's slice of the weight is read
+ * from memory once; dynamically scheduled. */
+#include "nn_internal.h"
+
+#include <omp.h>
+#include <string.h>
+
+#define PAIRS_G SS_PANEL  /* images per group: the kernel's columns */
+#define PAIRS_MAX_TAPS 9  /* kh·kw */
+#define PAIRS_MAX_P 16    /* output positions */
+#define PAIRS_MAX_HW 64   /* input positions */
+
+/* Pair lists. Forward, output position o: np[o] pairs, the kernel offsets of input position i
+ * (fb = i·32 into a group's [position][32] block) and of tap t (fa = t into a weight row).
+ * Input gradient, input position i: nq[i] pairs (qb = o·32, qa = t). */
+typedef struct {
+    int np[PAIRS_MAX_P], fa[PAIRS_MAX_P][PAIRS_MAX_TAPS], fb[PAIRS_MAX_P][PAIRS_MAX_TAPS];
+    int nq[PAIRS_MAX_HW], qa[PAIRS_MAX_HW][PAIRS_MAX_TAPS], qb[PAIRS_MAX_HW][PAIRS_MAX_TAPS];
+    int total; /* valid pairs over all output positions */
+} pairs_t;
+
+static int pairs_fits(const ss_conv2d_t *c)
+{
+    return c->kh * c->kw <= PAIRS_MAX_TAPS && c->ho * c->wo <= PAIRS_MAX_P &&
+           c->h * c->w <= PAIRS_MAX_HW;
+}
+
+/* Taps are visited in (ky, kx) order, so for every position its pairs ascend by tap. */
+static void pairs_fill(const ss_conv2d_t *c, pairs_t *t)
+{
+    memset(t, 0, sizeof *t);
+    for (int oy = 0; oy < c->ho; oy++)
+        for (int ox = 0; ox < c->wo; ox++)
+            for (int ky = 0; ky < c->kh; ky++)
+                for (int kx = 0; kx < c->kw; kx++) {
+                    const int iy = oy * c->sh - c->ph + ky, ix = ox * c->sw - c->pw + kx;
+                    if (iy < 0 || iy >= c->h || ix < 0 || ix >= c->w)
+                        continue;
+                    const int o = oy * c->wo + ox, i = iy * c->w + ix, tap = ky * c->kw + kx;
+                    t->fa[o][t->np[o]] = tap;
+                    t->fb[o][t->np[o]++] = i * PAIRS_G;
+                    t->qa[i][t->nq[i]] = tap;
+                    t->qb[i][t->nq[i]++] = o * PAIRS_G;
+                    t->total++;
+                }
+}
+
+int ab_flag = 1;
+static int pairs_enabled = 1;
+
+void ss_conv_pairs_enable(int on)
+{
+    pairs_enabled = on != 0;
+}
+
+/* Worth it when at least a third of im2col's products hit the padding (measured, 2 threads: 2×2
+ * and 3×3 maps, 44% and 60% of the products, 30-40% faster than im2col in both directions; the
+ * stride-2 conv from 4×4 to 2×2, 69%, 20% slower), the channels are many
+ * (the weight is read in place, one row block per task) and Winograd F(2×2, 3×3) would not do
+ * fewer multiplications (16 per tile: fewer from 4×4 maps on). Independent of the batch size,
+ * so workspace sizes stay monotonic in it. */
+int ss_conv_pairs_applies(const ss_conv2d_t *c)
+{
+    if (!pairs_enabled || !ab_flag || !pairs_fits(c) || c->kh * c->kw < 2 || c->cin < 64 || c->cout < 64)
+        return 0;
+    pairs_t t;
+    pairs_fill(c, &t);
+    const long dense = (long)c->ho * c->wo * c->kh * c->kw;
+    if (3L * t.total > 2 * dense)
+        return 0;
+    const int wino = c->kh == 3 && c->kw == 3 && c->sh == 1 && c->sw == 1 && c->ph == 1 &&
+                     c->pw == 1;
+    return !(wino && 16L * ((c->h + 1) / 2) * ((c->w + 1) / 2) < t.total);
+}
+
+/* Groups per chunk: the transposed operand of a chunk within the work cap (at least one). */
+static int pairs_chunk(const ss_conv2d_t *c, int rows_per_image)
+{
+    const int ng = (c->n + PAIRS_G - 1) / PAIRS_G;
+    size_t per = (size_t)rows_per_image * PAIRS_G, g = ss_conv_work_cap() / per;
+    if (g < 1)
+        g = 1;
+    return g < (size_t)ng ? (int)g : ng;
+}
+
+static size_t pairs_chunk_floats(const ss_conv2d_t *c, int rows_per_image)
+{
+    return (size_t)pairs_chunk(c, rows_per_image) * rows_per_image * PAIRS_G;
+}
+
+size_t ss_conv_pairs_workspace(const ss_conv2d_t *c)
+{
+    const size_t f = pairs_chunk_floats(c, c->cin * c->h * c->w),
+                 b = pairs_chunk_floats(c, c->cout * c->ho * c->wo);
+    return f > b ? f : b;
+}
+
+static int pairs_threads(void)
+{
+    const int t = omp_get_max_threads(), p = omp_get_num_procs();
+    return p > 0 && p < t ? p : t;
+}
+
+/* res[r][0, 32) = Σ_k Σ_j A[r·sr + k·sak + aoff[j]] · B[k·sbk + boff[j] + (0, 32)], rows r < rb
+ * <= 8: 16 vector accumulators, k ascending, pairs j ascending within each k. */
+static inline __attribute__((always_inline)) void
+pairs_block_rows(int rb, int kn, int np, const float *restrict A, long sr, long sak,
+                 const int *aoff, const float *restrict B, long sbk, const int *boff,
+                 float *restrict res)
+{
+    ss_v16 acc[8][2];
+    for (int r = 0; r < rb; r++)
+        acc[r][0] = acc[r][1] = (ss_v16){0};
+    for (int k = 0; k < kn; k++) {
+        const float *a = A + (size_t)k * sak, *b = B + (size_t)k * sbk;
+        for (int j = 0; j < np; j++) {
+            ss_v16 b0, b1;
+            __builtin_memcpy(&b0, b + boff[j], sizeof b0);
+            __builtin_memcpy(&b1, b + boff[j] + 16, sizeof b1);
+            const float *aj = a + aoff[j];
+            for (int r = 0; r < rb; r++) {
+                const float v = aj[(size_t)r * sr];
+                acc[r][0] += v * b0;
+                acc[r][1] += v * b1;
+            }
+        }
+    }
+    for (int r = 0; r < rb; r++)
+        __builtin_memcpy(res + (size_t)r * PAIRS_G, acc[r], sizeof acc[r]);
+}
+
+static void pairs_block(int rb, int kn, int np, const float *A, long sr, long sak,
+                        const int *aoff, const float *B, long sbk, const int *boff, float *res)
+{
+    /* a constant row count keeps the accumulators in registers; a constant pair count unrolls
+     * the pairs and keeps their offsets in registers (4, 6, 9: a 3×3 kernel's corner, edge and
+     * inner positions) */
+    if (rb == 8 && np == 4)
+        pairs_block_rows(8, kn, 4, A, sr, sak, aoff, B, sbk, boff, res);
+    else if (rb == 8 && np == 6)
+        pairs_block_rows(8, kn, 6, A, sr, sak, aoff, B, sbk, boff, res);
+    else if (rb == 8 && np == 9)
+        pairs_block_rows(8, kn, 9, A, sr, sak, aoff, B, sbk, boff, res);
+    else if (rb == 8)
+        pairs_block_rows(8, kn, np, A, sr, sak, aoff, B, sbk, boff, res);
+    else
+        pairs_block_rows(rb, kn, np, A, sr, sak, aoff, B, sbk, boff, res);
+}
+
+/* dst[g][ch][pos][32] = src[g·32 + col][ch][pos] for the groups [g0, g0 + ngc) (zeros past the
+ * last image), split over (group, channel) rows; call from inside a parallel region. */
+static void pairs_transpose(float *dst, const float *src, int n, int chans, int npos, int g0,
+                            int ngc)
+{
+    const size_t rows = (size_t)ngc * chans;
+#pragma omp for schedule(static)
+    for (size_t row = 0; row < rows; row++) {
+        const int g = (int)(row / chans), ch = (int)(row % chans);
+        float *d = dst + row * npos * PAIRS_G;
+        for (int col = 0; col < PAIRS_G; col++) {
+            const int img = (g0 + g) * PAIRS_G + col;
+            if (img >= n) {
+                for (int p = 0; p < npos; p++)
+                    d[p * PAIRS_G + col] = 0.0f;
+                continue;
+            }
+            const float *s = src + ((size_t)img * chans + ch) * npos;
+            for (int p = 0; p < npos; p++)
+                d[p * PAIRS_G + col] = s[p];
+        }
+    }
+}
+
+void ss_conv_pairs_forward(const ss_conv2d_t *c, float *out, const float *in, const float *weight,
+                           const float *bias, const float *residual, int relu, float *work)
+{
+    pairs_t t;
+    pairs_fill(c, &t);
+    const int cin = c->cin, cout = c->cout, HW = c->h * c->w, P = c->ho * c->wo;
+    const int khw = c->kh * c->kw, K = cin * khw, ng = (c->n + PAIRS_G - 1) / PAIRS_G;
+    const int gc = pairs_chunk(c, cin * HW), nblk = (cout + 7) / 8;
+    for (int g0 = 0; g0 < ng; g0 += gc) {
+        const int ngc = ng - g0 < gc ? ng - g0 : gc;
+#pragma omp parallel num_threads(pairs_threads())
+        {
+            pairs_transpose(work, in, c->n, cin, HW, g0, ngc);
+            float res[8 * PAIRS_G];
+#pragma omp for schedule(dynamic, 1)
+            for (int blk = 0; blk < nblk; blk++) {
+                const int co0 = blk * 8, rb = cout - co0 < 8 ? cout - co0 : 8;
+                for (int g = 0; g < ngc; g++) {
+                    const float *xg = work + (size_t)g * cin * HW * PAIRS_G;
+                    const int img0 = (g0 + g) * PAIRS_G;
+                    const int ncol = c->n - img0 < PAIRS_G ? c->n - img0 : PAIRS_G;
+                    for (int o = 0; o < P; o++) {
+                        pairs_block(rb, cin, t.np[o], weight + (size_t)co0 * K, K, khw, t.fa[o],
+                                    xg, (long)HW * PAIRS_G, t.fb[o], res);
+                        /* epilogue in conv_scatter_cols's order: (conv + bias) + residual */
+                        for (int r = 0; r < rb; r++) {
+                            const float b = bias ? bias[co0 + r] : 0.0f;
+                            for (int col = 0; col < ncol; col++) {
+                                const size_t at =
+                                    ((size_t)(img0 + col) * cout + co0 + r) * P + o;
+                                float v = res[r * PAIRS_G + col] + b;
+                                if (residual)
+                                    v += residual[at];
+                                out[at] = (relu && v < 0.0f) ? 0.0f : v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+void ss_conv_pairs_backward_input(const ss_conv2d_t *c, float *din, const float *dout,
+                                  const float *weight, float *work)
+{
+    pairs_t t;
+    pairs_fill(c, &t);
+    const int cin = c->cin, cout = c->cout, HW = c->h * c->w, P = c->ho * c->wo;
+    const int khw = c->kh * c->kw, ng = (c->n + PAIRS_G - 1) / PAIRS_G;
+    const int gc = pairs_chunk(c, cout * P), nblk = (cin + 7) / 8;
+    for (int g0 = 0; g0 < ng; g0 += gc) {
+        const int ngc = ng - g0 < gc ? ng - g0 : gc;
+#pragma omp parallel num_threads(pairs_threads())
+        {
+            pairs_transpose(work, dout, c->n, cout, P, g0, ngc);
+            float res[8 * PAIRS_G];
+#pragma omp for schedule(dynamic, 1)
+            for (int blk = 0; blk < nblk; blk++) {
+                const int ci0 = blk * 8, rb = cin - ci0 < 8 ? cin - ci0 : 8;
+                for (int g = 0; g < ngc; g++) {
+                    const float *dg = work + (size_t)g * cout * P * PAIRS_G;
+                    const int img0 = (g0 + g) * PAIRS_G;
+                    const int ncol = c->n - img0 < PAIRS_G ? c->n - img0 : PAIRS_G;
+                    for (int i = 0; i < HW; i++) {
+                        if (t.nq[i])
+                            pairs_block(rb, cout, t.nq[i], weight + (size_t)ci0 * khw, khw,
+                                        (long)cin * khw, t.qa[i], dg, (long)P * PAIRS_G, t.qb[i],
+                                        res);
+                        else
+                            memset(res, 0, sizeof res);
+                        for (int r = 0; r < rb; r++)
+                            for (int col = 0; col < ncol; col++)
+                                din[((size_t)(img0 + col) * cin + ci0 + r) * HW + i] =
+                                    res[r * PAIRS_G + col];
+                    }
+                }
+            }
+        }
+    }
+}
