@@ -1143,11 +1143,16 @@ void ss_conv2d_backward(const ss_conv2d_t *c, float *din, float *dweight, float 
         conv_backward_1x1(c, din, dweight, dout, in, weight);
         return;
     }
-    if (din && ss_conv_pairs_applies(c)) { /* din by tap pairs, dW below by im2col */
-        ss_conv_pairs_backward_input(c, din, dout, weight, work);
-        din = NULL;
+    if (ss_conv_pairs_applies(c)) { /* din by tap pairs; dW too where every tap has pairs */
+        if (din)
+            ss_conv_pairs_backward_input(c, din, dout, weight, work);
+        if (dweight && ss_conv_pairs_dw_applies(c)) {
+            ss_conv_pairs_backward_weights(c, dweight, dout, in, work);
+            return;
+        }
         if (!dweight)
             return;
+        din = NULL; /* dW below by im2col */
     }
     if (ss_conv_wino_applies(c)) {
         /* dW by Winograd, then din = the transposed conv of dout, by Winograd. */

@@ -1,7 +1,9 @@
 /* Tap-pair convolution for small output maps (ResNet's layer4 at the 64-96 px crop sizes: 2×2 and
- * 3×3 maps, 512 channels). On such maps most of a 3×3 kernel's taps fall on the zero padding:
- * at 2×2 only 16 of the 36 (output position, tap) pairs see the input, at 3×3 49 of 81. im2col
- * multiplies the zeros too; here each output position sums over its valid pairs only:
+ * 3×3 maps, 512 channels) in training; inference keeps Winograd with precomputed weights, which
+ * measured as fast at 2×2 and faster at 3×3. On such maps most of a 3×3 kernel's taps fall on
+ * the zero padding: at 2×2 only 16 of the 36 (output position, tap) pairs see the input, at 3×3
+ * 49 of 81. im2col multiplies the zeros too; here each output position sums over its valid pairs
+ * only:
  *
  *   out[n, co, o]  = Σ_ci Σ_(i,t) in pairs(o)  W[co, ci, t] · x[n, ci, i]
  *   din[n, ci, i]  = Σ_co Σ_(o,t) in pairs'(i) W[co, ci, t] · dout[n, co, o]
@@ -12,12 +14,15 @@
  * the columns is transposed once per call into [group][channel][position][32] (x for the forward
  * pass, dout for the input gradient), the weight is read in place. Each 8 × 32 block of the
  * result is one call of pairs_block (channels outer, pairs inner, one fixed summation order)
- * and is written once, so results do not depend on the thread count. The weight gradient stays
- * on im2col (conv.c): its pairs are grouped by tap, and writing them into the tap-innermost
- * weight layout costs what the skipped products save.
+ * and is written once, so results do not depend on the thread count. The weight gradient
+ *
+ *   dW[co, ci, t] += Σ_n Σ_(o,i) with tap t  dout[n, co, o] · x[n, ci, i]
+ *
+ * goes tap by tap over 32 input channels (x copied channels last), and the taps' blocks are
+ * interleaved into the tap-innermost weight layout by a table-driven gather.
  *
  * Threading: tasks are blocks of 8 output rows (output channels; input channels for din) over
- * every group and position of a chunk of groups, so each task's slice of the weight is read
+ * every group (or image) and position of a chunk, so each task's slice of the weight is read
  * from memory once; dynamically scheduled. */
 #include "nn_internal.h"
 
@@ -92,6 +97,24 @@ int ss_conv_pairs_applies(const ss_conv2d_t *c)
     return !(wino && 16L * ((c->h + 1) / 2) * ((c->w + 1) / 2) < t.total);
 }
 
+/* The weight gradient by pairs: where every tap has some (a tap without any would still be
+ * interleaved into the weight layout, as zeros: on a 1×1 map, 8 of 9; measured slower there). */
+int ss_conv_pairs_dw_applies(const ss_conv2d_t *c)
+{
+    if (!ss_conv_pairs_applies(c))
+        return 0;
+    pairs_t t;
+    pairs_fill(c, &t);
+    int used[PAIRS_MAX_TAPS] = {0};
+    for (int o = 0; o < c->ho * c->wo; o++)
+        for (int j = 0; j < t.np[o]; j++)
+            used[t.fa[o][j]] = 1;
+    for (int tap = 0; tap < c->kh * c->kw; tap++)
+        if (!used[tap])
+            return 0;
+    return 1;
+}
+
 /* Groups per chunk: the transposed operand of a chunk within the work cap (at least one). */
 static int pairs_chunk(const ss_conv2d_t *c, int rows_per_image)
 {
@@ -107,11 +130,27 @@ static size_t pairs_chunk_floats(const ss_conv2d_t *c, int rows_per_image)
     return (size_t)pairs_chunk(c, rows_per_image) * rows_per_image * PAIRS_G;
 }
 
+/* The weight gradient's copy of the input: [image][position][cin rounded up to 32], a chunk of
+ * images within the work cap (at least one). */
+static int pairs_cin_pad(const ss_conv2d_t *c)
+{
+    return (c->cin + SS_PANEL - 1) / SS_PANEL * SS_PANEL;
+}
+
+static int pairs_dw_chunk(const ss_conv2d_t *c)
+{
+    size_t per = (size_t)c->h * c->w * pairs_cin_pad(c), k = ss_conv_work_cap() / per;
+    k = k < 1 ? 1 : k;
+    return k < (size_t)c->n ? (int)k : c->n;
+}
+
 size_t ss_conv_pairs_workspace(const ss_conv2d_t *c)
 {
-    const size_t f = pairs_chunk_floats(c, c->cin * c->h * c->w),
-                 b = pairs_chunk_floats(c, c->cout * c->ho * c->wo);
-    return f > b ? f : b;
+    size_t f = pairs_chunk_floats(c, c->cin * c->h * c->w),
+           b = pairs_chunk_floats(c, c->cout * c->ho * c->wo),
+           w = (size_t)pairs_dw_chunk(c) * c->h * c->w * pairs_cin_pad(c);
+    f = f > b ? f : b;
+    return f > w ? f : w;
 }
 
 static int pairs_threads(void)
@@ -265,6 +304,75 @@ void ss_conv_pairs_backward_input(const ss_conv2d_t *c, float *din, const float 
                             for (int col = 0; col < ncol; col++)
                                 din[((size_t)(img0 + col) * cin + ci0 + r) * HW + i] =
                                     res[r * PAIRS_G + col];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* dweight[co][ci][t] += Σ_n Σ_(o,i) with tap t  dout[n, co, o] · x[n, ci, i]: per tap, its pairs
+ * (the corner taps of a 2×2 map have one, the centre four), K = the chunk's images. The input
+ * is copied channels last ([image][position][ci], ci padded to whole panels) so that a panel is
+ * 32 input channels; dout is read in place. Tasks are blocks of 8 output channels; for each
+ * panel of input channels the 9 taps' 8 × 32 blocks are interleaved into the tap-innermost
+ * weight layout and added to dweight, chunk after chunk in order. */
+void ss_conv_pairs_backward_weights(const ss_conv2d_t *c, float *dweight, const float *dout,
+                                    const float *in, float *work)
+{
+    pairs_t t;
+    pairs_fill(c, &t);
+    const int cin = c->cin, cout = c->cout, HW = c->h * c->w, P = c->ho * c->wo;
+    const int khw = c->kh * c->kw, K = cin * khw, cp = pairs_cin_pad(c);
+    const int nblk = (cout + 7) / 8, chunk = pairs_dw_chunk(c);
+    /* pairs by tap: output position o (A offset) and input position i (B offset, i·cp) */
+    int nt[PAIRS_MAX_TAPS] = {0}, ta[PAIRS_MAX_TAPS][PAIRS_MAX_P],
+        tb[PAIRS_MAX_TAPS][PAIRS_MAX_P];
+    for (int o = 0; o < P; o++)
+        for (int j = 0; j < t.np[o]; j++) {
+            const int tap = t.fa[o][j];
+            ta[tap][nt[tap]] = o;
+            tb[tap][nt[tap]++] = t.fb[o][j] / PAIRS_G * cp;
+        }
+    /* element e of a row's run of 32 channels × khw taps comes from res[e % khw][e / khw] */
+    int gidx[PAIRS_G * PAIRS_MAX_TAPS];
+    for (int e = 0; e < PAIRS_G * khw; e++)
+        gidx[e] = e % khw * 8 * PAIRS_G + e / khw;
+    for (int n0 = 0; n0 < c->n; n0 += chunk) {
+        const int nc = c->n - n0 < chunk ? c->n - n0 : chunk;
+#pragma omp parallel num_threads(pairs_threads())
+        {
+            /* the chunk's input, channels last */
+#pragma omp for schedule(static)
+            for (int img = 0; img < nc; img++) {
+                const float *src = in + (size_t)(n0 + img) * cin * HW;
+                float *dst = work + (size_t)img * HW * cp;
+                for (int i = 0; i < HW; i++) {
+                    for (int ci = 0; ci < cin; ci++)
+                        dst[(size_t)i * cp + ci] = src[(size_t)ci * HW + i];
+                    for (int ci = cin; ci < cp; ci++)
+                        dst[(size_t)i * cp + ci] = 0.0f;
+                }
+            }
+            float res[PAIRS_MAX_TAPS][8 * PAIRS_G];
+#pragma omp for schedule(dynamic, 1)
+            for (int blk = 0; blk < nblk; blk++) {
+                const int co0 = blk * 8, rb = cout - co0 < 8 ? cout - co0 : 8;
+                const float *A = dout + (size_t)n0 * cout * P + (size_t)co0 * P;
+                for (int ci0 = 0; ci0 < cin; ci0 += SS_PANEL) {
+                    const int ncol = cin - ci0 < SS_PANEL ? cin - ci0 : SS_PANEL;
+                    for (int tap = 0; tap < khw; tap++)
+                        if (nt[tap])
+                            pairs_block(rb, nc, nt[tap], A, P, (long)cout * P, ta[tap],
+                                        work + ci0, (long)HW * cp, tb[tap], res[tap]);
+                        else
+                            memset(res[tap], 0, sizeof res[tap]);
+                    for (int r = 0; r < rb; r++) {
+                        float *d = dweight + (size_t)(co0 + r) * K + (size_t)ci0 * khw;
+                        const float *rr = &res[0][0] + r * PAIRS_G;
+                        const int ne = ncol * khw;
+                        for (int e = 0; e < ne; e++) /* a gather by the table */
+                            d[e] += rr[gidx[e]];
                     }
                 }
             }

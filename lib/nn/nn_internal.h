@@ -99,6 +99,9 @@ void ss_conv_pairs_forward(const ss_conv2d_t *c, float *out, const float *in, co
                            const float *bias, const float *residual, int relu, float *work);
 void ss_conv_pairs_backward_input(const ss_conv2d_t *c, float *din, const float *dout,
                                   const float *weight, float *work);
+int ss_conv_pairs_dw_applies(const ss_conv2d_t *c);
+void ss_conv_pairs_backward_weights(const ss_conv2d_t *c, float *dweight, const float *dout,
+                                    const float *in, float *work);
 
 /* OpenBLAS must be single-threaded before sgemm is called from our parallel regions (in case the
  * program never called ss_nn_set_threads). Cheap: one read of OpenBLAS's thread count. */
