@@ -258,7 +258,18 @@ static void wino_weights(const ss_conv2d_t *c, float *U, const float *weight, in
         for (int q = 0; q < groups; q++) {
             const int b0 = q * 16, nl = inner - b0 < 16 ? inner - b0 : 16;
             float g[9][16], u[16][16];
-            for (int j = 0; j < 16; j++) {
+            if (nl == 16 && (cl ? b0 + 16 <= cout : 1) && cl == flip) {
+                /* a whole group whose 16 lanes' weights are 144 consecutive floats (lane j's
+                 * taps at 9j, reversed when flipped): strided loads, no scalar transpose */
+                const int co = cl ? b0 : a, ci = cl ? a : b0;
+                const float *w = flip ? weight + ((size_t)ci * cout + co) * 9 + 8
+                                      : weight + ((size_t)co * cin + ci) * 9;
+                const int step = flip ? -1 : 1;
+                for (int i = 0; i < 9; i++)
+#pragma omp simd
+                    for (int j = 0; j < 16; j++)
+                        g[i][j] = w[j * 9 + i * step];
+            } else for (int j = 0; j < 16; j++) {
                 const int co = cl ? b0 + j : a, ci = cl ? a : b0 + j;
                 if (j >= nl || co >= cout) {
                     for (int i = 0; i < 9; i++)
