@@ -69,7 +69,6 @@ static void pairs_fill(const ss_conv2d_t *c, pairs_t *t)
                 }
 }
 
-int ab_flag = 1;
 static int pairs_enabled = 1;
 
 void ss_conv_pairs_enable(int on)
@@ -85,7 +84,7 @@ void ss_conv_pairs_enable(int on)
  * so workspace sizes stay monotonic in it. */
 int ss_conv_pairs_applies(const ss_conv2d_t *c)
 {
-    if (!pairs_enabled || !ab_flag || !pairs_fits(c) || c->kh * c->kw < 2 || c->cin < 64 || c->cout < 64)
+    if (!pairs_enabled || !pairs_fits(c) || c->kh * c->kw < 2 || c->cin < 64 || c->cout < 64)
         return 0;
     pairs_t t;
     pairs_fill(c, &t);

@@ -689,16 +689,25 @@ static const float *wino_cl_pad(const ss_conv2d_t *c, float *tmp, const float *i
         memset(X + y * row + (size_t)(w + 1) * cin, 0, (size_t)(wp - w - 1) * cin * sizeof(float));
     }
     const float *src = in + (size_t)img * cin * plane;
-    for (int c0 = 0; c0 < cin; c0 += 16) {
-        const int nc = cin - c0 < 16 ? cin - c0 : 16;
-        for (int y = 0; y < h; y++)
-            for (int x = 0; x < w; x++) {
-                float *d = X + (y + 1) * row + (size_t)(x + 1) * cin + c0;
-                const float *q = src + (size_t)c0 * plane + (size_t)y * w + x;
-                for (int k = 0; k < nc; k++)
-                    d[k] = q[k * plane];
+    /* blocks of 16 channels × 16 pixels transposed in registers, then the rest one by one */
+    const int cfast = cin / 16 * 16;
+    const size_t pfast = plane / 16 * 16;
+    for (int c0 = 0; c0 < cfast; c0 += 16)
+        for (size_t p0 = 0; p0 < pfast; p0 += 16) {
+            ss_v16 r[16];
+            for (int k = 0; k < 16; k++)
+                memcpy(&r[k], src + (size_t)(c0 + k) * plane + p0, sizeof r[k]);
+            SS_TRANSPOSE16(r);
+            for (int i = 0; i < 16; i++) {
+                const size_t y = (p0 + i) / (size_t)w, x = (p0 + i) % (size_t)w;
+                memcpy(X + (y + 1) * row + (x + 1) * cin + c0, &r[i], sizeof r[i]);
             }
-    }
+        }
+    for (int ci = 0; ci < cin; ci++)
+        for (size_t p = ci < cfast ? pfast : 0; p < plane; p++) {
+            const size_t y = p / (size_t)w, x = p % (size_t)w;
+            X[(y + 1) * row + (x + 1) * cin + ci] = src[(size_t)ci * plane + p];
+        }
     return X;
 }
 
@@ -739,21 +748,40 @@ static void wino_input_cl(const ss_conv2d_t *c, float *Vt, size_t vstride, long 
 static void wino_cl_store(const ss_conv2d_t *c, float *out, const float *Y, size_t row,
                           const float *residual, int relu, int img)
 {
-    const int h = c->h, w = c->w, cout = c->cout;
-    const size_t plane = (size_t)h * w, base = (size_t)img * cout * plane;
+    const int w = c->w, cout = c->cout;
+    const size_t plane = (size_t)c->h * w, base = (size_t)img * cout * plane;
+    /* Y without spare columns is [pixel][co]: blocks of 16 pixels × 16 channels transposed in
+     * registers; the rest (channels past the last 16, pixels past the last 16) one by one */
+    const int cfast = row == (size_t)w * cout ? cout / 16 * 16 : 0;
+    const size_t pfast = cfast ? plane / 16 * 16 : 0;
+    for (int co0 = 0; co0 < cfast; co0 += 16)
+        for (size_t p0 = 0; p0 < pfast; p0 += 16) {
+            ss_v16 r[16];
+            for (int i = 0; i < 16; i++)
+                memcpy(&r[i], Y + (p0 + i) * cout + co0, sizeof r[i]);
+            SS_TRANSPOSE16(r);
+            for (int j = 0; j < 16; j++) {
+                const size_t off = base + (size_t)(co0 + j) * plane + p0;
+                ss_v16 v = r[j];
+                if (residual) {
+                    ss_v16 q;
+                    memcpy(&q, residual + off, sizeof q);
+                    v += q;
+                }
+                if (relu) /* a NaN stays */
+                    v = (ss_v16)((ss_v16i)v & ~(v < 0.0f));
+                memcpy(out + off, &v, sizeof v);
+            }
+        }
     for (int co = 0; co < cout; co++) {
         float *o = out + base + (size_t)co * plane;
         const float *res = residual ? residual + base + (size_t)co * plane : NULL;
-        for (int y = 0; y < h; y++) {
-            const float *yr = Y + (size_t)y * row + co;
-            float *od = o + (size_t)y * w;
-            const float *rd = res ? res + (size_t)y * w : NULL;
-            for (int x = 0; x < w; x++) {
-                float val = yr[(size_t)x * cout];
-                if (rd)
-                    val += rd[x];
-                od[x] = (relu && val < 0.0f) ? 0.0f : val;
-            }
+        for (size_t p = co < cfast ? pfast : 0; p < plane; p++) {
+            const size_t y = p / (size_t)w, x = p % (size_t)w;
+            float val = Y[y * row + x * cout + co];
+            if (res)
+                val += res[p];
+            o[p] = (relu && val < 0.0f) ? 0.0f : val;
         }
     }
 }

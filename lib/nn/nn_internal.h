@@ -5,6 +5,7 @@
 #include "slidestream/nn_layers.h"
 
 #include <cblas.h>
+#include <stdint.h>
 
 /* [*lo, *hi) = part `part` of [0, n) split into `parts`, boundaries rounded up to `align`. */
 void ss_nn_split(int n, int parts, int part, int align, int *lo, int *hi);
@@ -17,6 +18,43 @@ void ss_sgemm_part(int transa, int transb, int M, int N, int K, float alpha, con
 
 /* 16 floats as one vector (GCC/Clang vector extension; AVX-512 register with -march=native). */
 typedef float ss_v16 __attribute__((vector_size(64)));
+
+typedef int32_t ss_v16i __attribute__((vector_size(64)));
+
+/* r[j][i] = r[i][j]: a 16 × 16 block transposed in registers, by four rounds of interleaving
+ * pairs of rows (8, 4, 2, then 1 lanes at a time). A macro over an array of 16 ss_v16, so that
+ * no function passes 64-byte vectors (their ABI differs with and without AVX-512). */
+#define SS_T16_ROUND(r, s, ...)                                                                    \
+    do {                                                                                           \
+        for (int i_ = 0; i_ < 16; i_++)                                                            \
+            if ((i_ & (2 * (s) - 1)) < (s)) {                                                      \
+                const ss_v16 a_ = (r)[i_], b_ = (r)[i_ + (s)];                                     \
+                __VA_ARGS__                                                                        \
+            }                                                                                      \
+    } while (0)
+#define SS_TRANSPOSE16(r)                                                                          \
+    do {                                                                                           \
+        SS_T16_ROUND(r, 8,                                                                         \
+                     (r)[i_] = __builtin_shufflevector(a_, b_, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, \
+                                                       19, 20, 21, 22, 23);                        \
+                     (r)[i_ + 8] = __builtin_shufflevector(a_, b_, 8, 9, 10, 11, 12, 13, 14, 15,   \
+                                                           24, 25, 26, 27, 28, 29, 30, 31););      \
+        SS_T16_ROUND(r, 4,                                                                         \
+                     (r)[i_] = __builtin_shufflevector(a_, b_, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9,   \
+                                                       10, 11, 24, 25, 26, 27);                    \
+                     (r)[i_ + 4] = __builtin_shufflevector(a_, b_, 4, 5, 6, 7, 20, 21, 22, 23, 12, \
+                                                           13, 14, 15, 28, 29, 30, 31););          \
+        SS_T16_ROUND(r, 2,                                                                         \
+                     (r)[i_] = __builtin_shufflevector(a_, b_, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9,   \
+                                                       24, 25, 12, 13, 28, 29);                    \
+                     (r)[i_ + 2] = __builtin_shufflevector(a_, b_, 2, 3, 18, 19, 6, 7, 22, 23, 10, \
+                                                           11, 26, 27, 14, 15, 30, 31););          \
+        SS_T16_ROUND(r, 1,                                                                         \
+                     (r)[i_] = __builtin_shufflevector(a_, b_, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24,  \
+                                                       10, 26, 12, 28, 14, 30);                    \
+                     (r)[i_ + 1] = __builtin_shufflevector(a_, b_, 1, 17, 3, 19, 5, 21, 7, 23, 9,  \
+                                                           25, 11, 27, 13, 29, 15, 31););          \
+    } while (0)
 
 /* Columns of a panel: a [K][SS_PANEL] block of the right-hand operand, contiguous. */
 #define SS_PANEL 32
