@@ -21,7 +21,9 @@
  * Small planes use an offset table for im2col / col2im.
  * 1×1 stride-1 convs with a large plane skip im2col: sgemms straight on the NCHW tensors.
  * 3×3 stride-1 pad-1 convs with enough tiles use Winograd F(2×2,3×3) (conv_winograd.c) for the
- * forward pass, the input gradient and the weight gradient.
+ * forward pass, the input gradient and the weight gradient. Convs on small output maps whose
+ * kernels mostly overhang the padding (layer4 at 64-96 px) sum over the valid (position, tap)
+ * pairs only, and the stem's forward pass goes by output rows without im2col (conv_pairs.c).
  *
  * Threading: one OpenMP region per call; OpenBLAS runs single-threaded inside it (see sgemm.c).
  * Task extents depend only on the shape and the CPU count, and every output element is reduced
@@ -315,6 +317,8 @@ size_t ss_conv2d_forward_workspace(const ss_conv2d_t *c)
     }
     if (ss_conv_pairs_applies(c) && ss_conv_pairs_workspace(c) > im2col)
         im2col = ss_conv_pairs_workspace(c);
+    if (ss_conv_rows_applies(c) && ss_conv_rows_workspace(c) > im2col)
+        im2col = ss_conv_rows_workspace(c);
     if (ss_conv_wino_applies(c) || ss_conv_wino_applies_u(c)) {
         size_t wino = ss_conv_wino_workspace(c);
         return wino > im2col ? wino : im2col;
@@ -894,6 +898,10 @@ void ss_conv2d_forward_fused(const ss_conv2d_t *c, float *out, const float *in,
     }
     if (ss_conv_pairs_applies(c)) {
         ss_conv_pairs_forward(c, out, in, weight, bias, residual, relu, work);
+        return;
+    }
+    if (ss_conv_rows_applies(c)) {
+        ss_conv_rows_forward(c, out, in, weight, bias, residual, relu, work);
         return;
     }
     if (ss_conv_wino_applies(c)) {

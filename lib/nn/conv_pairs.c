@@ -21,6 +21,8 @@
  * goes tap by tap over 32 input channels (x copied channels last), and the taps' blocks are
  * interleaved into the tap-innermost weight layout by a table-driven gather.
  *
+ * The same kernel also runs the stem's forward pass without im2col (row-direct, at the end).
+ *
  * Threading: tasks are blocks of 8 output rows (output channels; input channels for din) over
  * every group (or image) and position of a chunk, so each task's slice of the weight is read
  * from memory once; dynamically scheduled. */
@@ -372,6 +374,110 @@ void ss_conv_pairs_backward_weights(const ss_conv2d_t *c, float *dweight, const 
                         const int ne = ncol * khw;
                         for (int e = 0; e < ne; e++) /* a gather by the table */
                             d[e] += rr[gidx[e]];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* ---- row-direct forward: wide output rows, small K (the stem) --------------------------------
+ *
+ * The same kernel without im2col: a block is 8 output channels × 32 consecutive output pixels of
+ * one row. Each image is copied into [phase][y][ci][x'] with its padding (phase f holds padded
+ * columns x'·stride + f), so for kernel row ky, channel ci and column kx the block's 32 inputs
+ * are 32 consecutive floats, and the pair (ky, ci) steps through the copy by one row of it:
+ * k = (ky, ci) runs with one stride, the pairs are the kernel's columns kx. The weight is
+ * reordered once per call to [co][ky][ci][kx] to match. */
+#define ROWS_SPARE SS_PANEL /* columns read past a row's end by a partial block */
+
+static int rows_width(const ss_conv2d_t *c)
+{
+    return (c->w + 2 * c->pw + c->sw - 1) / c->sw + ROWS_SPARE;
+}
+
+static size_t rows_image_floats(const ss_conv2d_t *c)
+{
+    return (size_t)c->sw * (c->h + 2 * c->ph) * c->cin * rows_width(c);
+}
+
+/* Measured against im2col into panels (2 threads, batch 32): the stem at 64 px (rows of 32
+ * pixels) 14% faster, at 224 px (112) 7%; at 96 px (48: a second block half empty) 8% slower,
+ * and so was layer2.0 at 224 px (K = 576). So: rows filling their blocks to at least 7/8, a
+ * small K, stride 2 (stride 1 is Winograd's). */
+int ss_conv_rows_applies(const ss_conv2d_t *c)
+{
+    const int blocks = (c->wo + SS_PANEL - 1) / SS_PANEL;
+    return pairs_enabled && c->sw == 2 && c->kw <= PAIRS_MAX_TAPS && c->wo >= SS_PANEL &&
+           8 * c->wo >= 7 * blocks * SS_PANEL && (size_t)c->cin * c->kh * c->kw <= 256 &&
+           c->cout >= 8;
+}
+
+size_t ss_conv_rows_workspace(const ss_conv2d_t *c)
+{
+    int p = omp_get_num_procs();
+    p = p > 0 ? p : 1;
+    return (size_t)c->cout * c->cin * c->kh * c->kw + (size_t)p * rows_image_floats(c);
+}
+
+void ss_conv_rows_forward(const ss_conv2d_t *c, float *out, const float *in, const float *weight,
+                          const float *bias, const float *residual, int relu, float *work)
+{
+    const int cin = c->cin, cout = c->cout, kh = c->kh, kw = c->kw, K = cin * kh * kw;
+    const int sw = c->sw, hp = c->h + 2 * c->ph, rw = rows_width(c), P = c->ho * c->wo;
+    const size_t phase = (size_t)hp * cin * rw;
+    float *wr = work; /* [co][ky][ci][kx] */
+    int aoff[PAIRS_MAX_TAPS], boff[PAIRS_MAX_TAPS];
+    for (int kx = 0; kx < kw; kx++) {
+        aoff[kx] = kx;
+        boff[kx] = (int)((size_t)(kx % sw) * phase) + kx / sw;
+    }
+#pragma omp parallel num_threads(pairs_threads())
+    {
+#pragma omp for schedule(static)
+        for (int co = 0; co < cout; co++)
+            for (int ky = 0; ky < kh; ky++)
+                for (int ci = 0; ci < cin; ci++)
+                    memcpy(wr + (size_t)co * K + ((size_t)ky * cin + ci) * kw,
+                           weight + (size_t)co * K + ((size_t)ci * kh + ky) * kw,
+                           (size_t)kw * sizeof(float));
+        float *xc = work + (size_t)cout * K + (size_t)omp_get_thread_num() * rows_image_floats(c);
+        float res[8 * SS_PANEL];
+#pragma omp for schedule(dynamic, 1)
+        for (int img = 0; img < c->n; img++) {
+            /* the padded image by phases: xc[f][y][ci][x'] = in[img][ci][y - ph][x'·sw + f - pw] */
+            const float *src = in + (size_t)img * cin * c->h * c->w;
+            for (int f = 0; f < sw; f++)
+                for (int y = 0; y < hp; y++)
+                    for (int ci = 0; ci < cin; ci++) {
+                        float *d = xc + (size_t)f * phase + ((size_t)y * cin + ci) * rw;
+                        const int iy = y - c->ph;
+                        const float *s = src + ((size_t)ci * c->h + iy) * c->w;
+                        for (int xq = 0; xq < rw; xq++) {
+                            const int ix = xq * sw + f - c->pw;
+                            d[xq] = iy >= 0 && iy < c->h && ix >= 0 && ix < c->w ? s[ix] : 0.0f;
+                        }
+                    }
+            for (int oy = 0; oy < c->ho; oy++) {
+                const float *B = xc + (size_t)oy * c->sh * cin * rw;
+                for (int ox0 = 0; ox0 < c->wo; ox0 += SS_PANEL) {
+                    const int ncol = c->wo - ox0 < SS_PANEL ? c->wo - ox0 : SS_PANEL;
+                    for (int co0 = 0; co0 < cout; co0 += 8) {
+                        const int rb = cout - co0 < 8 ? cout - co0 : 8;
+                        pairs_block(rb, kh * cin, kw, wr + (size_t)co0 * K, K, kw, aoff,
+                                    B + ox0, rw, boff, res);
+                        for (int r = 0; r < rb; r++) {
+                            const size_t at = ((size_t)img * cout + co0 + r) * P +
+                                              (size_t)oy * c->wo + ox0;
+                            const float b = bias ? bias[co0 + r] : 0.0f;
+                            const float *q = res + r * SS_PANEL;
+                            for (int col = 0; col < ncol; col++) {
+                                float v = q[col] + b;
+                                if (residual)
+                                    v += residual[at + col];
+                                out[at + col] = (relu && v < 0.0f) ? 0.0f : v;
+                            }
+                        }
                     }
                 }
             }

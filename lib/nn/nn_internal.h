@@ -138,6 +138,11 @@ void ss_conv_pairs_forward(const ss_conv2d_t *c, float *out, const float *in, co
 void ss_conv_pairs_backward_input(const ss_conv2d_t *c, float *din, const float *dout,
                                   const float *weight, float *work);
 int ss_conv_pairs_dw_applies(const ss_conv2d_t *c);
+/* Row-direct forward (conv_pairs.c): convs with wide output rows and a small K (the stem). */
+int ss_conv_rows_applies(const ss_conv2d_t *c);
+size_t ss_conv_rows_workspace(const ss_conv2d_t *c);
+void ss_conv_rows_forward(const ss_conv2d_t *c, float *out, const float *in, const float *weight,
+                          const float *bias, const float *residual, int relu, float *work);
 void ss_conv_pairs_backward_weights(const ss_conv2d_t *c, float *dweight, const float *dout,
                                     const float *in, float *work);
 

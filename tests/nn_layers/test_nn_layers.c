@@ -245,6 +245,10 @@ static void test_conv(void)
     conv_case(7, 64, 1, 1, 68, 3, 3, 1, 1, 1, 1, 0, 0);
     conv_case(5, 70, 3, 2, 64, 3, 3, 1, 1, 1, 1, 1, 0);
     conv_case(3, 64, 3, 3, 64, 2, 2, 1, 1, 1, 1, 0, 0);
+    /* row-direct forward (rows of 32 output pixels, small K): the stem's geometry on a
+     * non-square image with output channels not by 8, a stride-2 3x3 */
+    conv_case(3, 3, 50, 64, 12, 7, 7, 2, 2, 3, 3, 1, 0);
+    conv_case(2, 16, 64, 64, 8, 3, 3, 2, 2, 1, 1, 0, 0);
     /* Winograd F(2x2,3x3) path (3x3 s1 p1, >= 128 tiles): odd sizes, partial tiles, FD. */
     conv_case(4, 5, 13, 11, 6, 3, 3, 1, 1, 1, 1, 1, 1);
     conv_case(2, 24, 17, 16, 20, 3, 3, 1, 1, 1, 1, 0, 0);
