@@ -1289,6 +1289,11 @@ static void wino_forward(const ss_conv2d_t *c, float *out, const float *in, cons
     const float *U = Uready ? Uready : work;
     float *slot0 = work + 16 * wino_ustride(c);
     const int strips = !wino_narrow(c);
+    /* The products on the panel kernel, or by sgemm: measured (2 threads, batch 32), with 128
+     * input channels or more the panels beat sgemm's copies (layer2 at 96 px 10%); with 64,
+     * OpenBLAS's small-matrix kernel on its AVX-512 cores is 2-8% faster (layer1 at 64-96 px),
+     * and its Haswell kernel 35% slower. */
+    const int panels = cin >= 128 || !ss_nn_blas_avx512();
     int nt = omp_get_max_threads();
     nt = nt < slots ? nt : slots;
 #pragma omp parallel num_threads(nt)
@@ -1314,12 +1319,9 @@ static void wino_forward(const ss_conv2d_t *c, float *out, const float *in, cons
                 wino_input(c, V, tb, vs, in, sg, nseg, tmp, tb);
             else
                 wino_input_rows(c, V, tb, vs, in, pc, nseg, tmp);
-            /* measured (bench/conv_bench, 2 threads): with 128 input channels or more the
-             * panel products beat sgemm's copies (layer2 at 96 px 10%); with 64, sgemm's
-             * small-matrix kernel is faster (layer1 at 64-96 px 15%) */
             for (int k = 0; k < 16; k++) {
                 const float *Uk = U + (size_t)k * wino_ustride(c);
-                if (cin >= 128)
+                if (panels)
                     ss_gemm_panels(cout, nb, cin, Uk, cin, V + (size_t)k * vs, SS_PANEL, tb,
                                    M + (size_t)k * ms, tb);
                 else

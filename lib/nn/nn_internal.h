@@ -60,13 +60,14 @@ typedef int32_t ss_v16i __attribute__((vector_size(64)));
 #define SS_PANEL 32
 
 /* res[r][0, 32) = sum over k of A[r][k] · panel[k][0, 32), rows r < rb <= 8 (A row-major with
- * leading dimension lda; the panel's rows ldp floats apart, SS_PANEL when packed): 16 vector
+ * leading dimension lda; the panel's rows ldp floats apart, SS_PANEL when packed; res's rows ldr
+ * floats apart, SS_PANEL in ss_panel_block): 16 vector
  * accumulators, k ascending (one fixed summation order). The
  * small products of the NN core whose right operand is already laid out in panels (Winograd's
  * U, im2col blocks) go through this instead of an sgemm that would copy it again. */
 static inline __attribute__((always_inline)) void
 ss_panel_block_rows(int rb, int K, const float *restrict A, int lda, const float *restrict panel,
-                    int ldp, float *restrict res)
+                    int ldp, float *restrict res, int ldr)
 {
     ss_v16 acc[8][2];
     for (int r = 0; r < rb; r++)
@@ -82,16 +83,16 @@ ss_panel_block_rows(int rb, int K, const float *restrict A, int lda, const float
         }
     }
     for (int r = 0; r < rb; r++)
-        __builtin_memcpy(res + (size_t)r * SS_PANEL, acc[r], sizeof acc[r]);
+        __builtin_memcpy(res + (size_t)r * ldr, acc[r], sizeof acc[r]);
 }
 
 static inline void ss_panel_block(int rb, int K, const float *restrict A, int lda,
                                   const float *restrict panel, int ldp, float *restrict res)
 {
     if (rb == 8) /* a constant row count keeps the accumulators in registers */
-        ss_panel_block_rows(8, K, A, lda, panel, ldp, res);
+        ss_panel_block_rows(8, K, A, lda, panel, ldp, res, SS_PANEL);
     else
-        ss_panel_block_rows(rb, K, A, lda, panel, ldp, res);
+        ss_panel_block_rows(rb, K, A, lda, panel, ldp, res, SS_PANEL);
 }
 
 /* C[M][N] = A[M][K] · B by ss_panel_block, one thread, no copies of A or B: panel q (columns
@@ -145,6 +146,10 @@ void ss_conv_rows_forward(const ss_conv2d_t *c, float *out, const float *in, con
                           const float *bias, const float *residual, int relu, float *work);
 void ss_conv_pairs_backward_weights(const ss_conv2d_t *c, float *dweight, const float *dout,
                                     const float *in, float *work);
+
+/* OpenBLAS runs one of its AVX-512 kernels (SkylakeX, Cooperlake, SapphireRapids), which have
+ * a small-matrix sgemm path: below ~100 on a side it then beats the panel kernel. */
+int ss_nn_blas_avx512(void);
 
 /* OpenBLAS must be single-threaded before sgemm is called from our parallel regions (in case the
  * program never called ss_nn_set_threads). Cheap: one read of OpenBLAS's thread count. */

@@ -97,6 +97,11 @@ void ss_gemm_panels(int M, int N, int K, const float *A, int lda, const float *B
         const int ncols = N - n0 < SS_PANEL ? N - n0 : SS_PANEL;
         for (int m0 = 0; m0 < M; m0 += 8) {
             const int rb = M - m0 < 8 ? M - m0 : 8;
+            if (rb == 8 && ncols == SS_PANEL) { /* a whole block: straight into C */
+                ss_panel_block_rows(8, K, A + (size_t)m0 * lda, lda, panel, ldp,
+                                    C + (size_t)m0 * ldc + n0, ldc);
+                continue;
+            }
             ss_panel_block(rb, K, A + (size_t)m0 * lda, lda, panel, ldp, res);
             for (int r = 0; r < rb; r++)
                 memcpy(C + (size_t)(m0 + r) * ldc + n0, res + r * SS_PANEL,

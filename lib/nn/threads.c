@@ -2,6 +2,7 @@
  * product over it), OpenBLAS runs single-threaded so the two pools never compete for cores. */
 #include "slidestream/log.h"
 #include "slidestream/nn_layers.h"
+#include "nn_internal.h"
 
 #include <cblas.h>
 #include <omp.h>
@@ -24,6 +25,16 @@ int ss_nn_threads(void)
     return omp_get_max_threads();
 }
 
+int ss_nn_blas_avx512(void)
+{
+    static const char *const avx512[] = {"SkylakeX", "Cooperlake", "SapphireRapids"};
+    const char *core = openblas_get_corename();
+    for (size_t i = 0; core && i < sizeof avx512 / sizeof *avx512; i++)
+        if (strcmp(core, avx512[i]) == 0)
+            return 1;
+    return 0;
+}
+
 void ss_nn_check_blas(void)
 {
     static int checked;
@@ -38,12 +49,8 @@ void ss_nn_check_blas(void)
         return;
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     /* AVX-512 CPU, forced onto a kernel without AVX-512 */
-    static const char *const avx512[] = {"SkylakeX", "Cooperlake", "SapphireRapids"};
-    int fast = 0;
-    for (size_t i = 0; i < sizeof avx512 / sizeof *avx512; i++)
-        fast |= strcmp(core, avx512[i]) == 0;
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && !fast)
+    if (__builtin_cpu_supports("avx512f") && !ss_nn_blas_avx512())
         ss_warn("nn: OPENBLAS_CORETYPE=%s makes OpenBLAS use its %s kernel on this AVX-512 CPU: "
                 "sgemm runs at about half speed; unset it to let OpenBLAS pick the CPU's own",
                 forced, core);
