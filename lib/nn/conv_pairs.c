@@ -160,52 +160,6 @@ static int pairs_threads(void)
     return p > 0 && p < t ? p : t;
 }
 
-/* res[r][0, 32) = Σ_k Σ_j A[r·sr + k·sak + aoff[j]] · B[k·sbk + boff[j] + (0, 32)], rows r < rb
- * <= 8: 16 vector accumulators, k ascending, pairs j ascending within each k. */
-static inline __attribute__((always_inline)) void
-pairs_block_rows(int rb, int kn, int np, const float *restrict A, long sr, long sak,
-                 const int *aoff, const float *restrict B, long sbk, const int *boff,
-                 float *restrict res)
-{
-    ss_v16 acc[8][2];
-    for (int r = 0; r < rb; r++)
-        acc[r][0] = acc[r][1] = (ss_v16){0};
-    for (int k = 0; k < kn; k++) {
-        const float *a = A + (size_t)k * sak, *b = B + (size_t)k * sbk;
-        for (int j = 0; j < np; j++) {
-            ss_v16 b0, b1;
-            __builtin_memcpy(&b0, b + boff[j], sizeof b0);
-            __builtin_memcpy(&b1, b + boff[j] + 16, sizeof b1);
-            const float *aj = a + aoff[j];
-            for (int r = 0; r < rb; r++) {
-                const float v = aj[(size_t)r * sr];
-                acc[r][0] += v * b0;
-                acc[r][1] += v * b1;
-            }
-        }
-    }
-    for (int r = 0; r < rb; r++)
-        __builtin_memcpy(res + (size_t)r * PAIRS_G, acc[r], sizeof acc[r]);
-}
-
-static void pairs_block(int rb, int kn, int np, const float *A, long sr, long sak,
-                        const int *aoff, const float *B, long sbk, const int *boff, float *res)
-{
-    /* a constant row count keeps the accumulators in registers; a constant pair count unrolls
-     * the pairs and keeps their offsets in registers (4, 6, 9: a 3×3 kernel's corner, edge and
-     * inner positions) */
-    if (rb == 8 && np == 4)
-        pairs_block_rows(8, kn, 4, A, sr, sak, aoff, B, sbk, boff, res);
-    else if (rb == 8 && np == 6)
-        pairs_block_rows(8, kn, 6, A, sr, sak, aoff, B, sbk, boff, res);
-    else if (rb == 8 && np == 9)
-        pairs_block_rows(8, kn, 9, A, sr, sak, aoff, B, sbk, boff, res);
-    else if (rb == 8)
-        pairs_block_rows(8, kn, np, A, sr, sak, aoff, B, sbk, boff, res);
-    else
-        pairs_block_rows(rb, kn, np, A, sr, sak, aoff, B, sbk, boff, res);
-}
-
 /* dst[g][ch][pos][32] = src[g·32 + col][ch][pos] for the groups [g0, g0 + ngc) (zeros past the
  * last image), split over (group, channel) rows; call from inside a parallel region. */
 static void pairs_transpose(float *dst, const float *src, int n, int chans, int npos, int g0,
@@ -252,7 +206,7 @@ void ss_conv_pairs_forward(const ss_conv2d_t *c, float *out, const float *in, co
                     const int img0 = (g0 + g) * PAIRS_G;
                     const int ncol = c->n - img0 < PAIRS_G ? c->n - img0 : PAIRS_G;
                     for (int o = 0; o < P; o++) {
-                        pairs_block(rb, cin, t.np[o], weight + (size_t)co0 * K, K, khw, t.fa[o],
+                        ss_pairs_block(rb, cin, t.np[o], weight + (size_t)co0 * K, K, khw, t.fa[o],
                                     xg, (long)HW * PAIRS_G, t.fb[o], res);
                         /* epilogue in conv_scatter_cols's order: (conv + bias) + residual */
                         for (int r = 0; r < rb; r++) {
@@ -296,7 +250,7 @@ void ss_conv_pairs_backward_input(const ss_conv2d_t *c, float *din, const float 
                     const int ncol = c->n - img0 < PAIRS_G ? c->n - img0 : PAIRS_G;
                     for (int i = 0; i < HW; i++) {
                         if (t.nq[i])
-                            pairs_block(rb, cout, t.nq[i], weight + (size_t)ci0 * khw, khw,
+                            ss_pairs_block(rb, cout, t.nq[i], weight + (size_t)ci0 * khw, khw,
                                         (long)cin * khw, t.qa[i], dg, (long)P * PAIRS_G, t.qb[i],
                                         res);
                         else
@@ -364,7 +318,7 @@ void ss_conv_pairs_backward_weights(const ss_conv2d_t *c, float *dweight, const 
                     const int ncol = cin - ci0 < SS_PANEL ? cin - ci0 : SS_PANEL;
                     for (int tap = 0; tap < khw; tap++)
                         if (nt[tap])
-                            pairs_block(rb, nc, nt[tap], A, P, (long)cout * P, ta[tap],
+                            ss_pairs_block(rb, nc, nt[tap], A, P, (long)cout * P, ta[tap],
                                         work + ci0, (long)HW * cp, tb[tap], res[tap]);
                         else
                             memset(res[tap], 0, sizeof res[tap]);
@@ -464,7 +418,7 @@ void ss_conv_rows_forward(const ss_conv2d_t *c, float *out, const float *in, con
                     const int ncol = c->wo - ox0 < SS_PANEL ? c->wo - ox0 : SS_PANEL;
                     for (int co0 = 0; co0 < cout; co0 += 8) {
                         const int rb = cout - co0 < 8 ? cout - co0 : 8;
-                        pairs_block(rb, kh * cin, kw, wr + (size_t)co0 * K, K, kw, aoff,
+                        ss_pairs_block(rb, kh * cin, kw, wr + (size_t)co0 * K, K, kw, aoff,
                                     B + ox0, rw, boff, res);
                         for (int r = 0; r < rb; r++) {
                             const size_t at = ((size_t)img * cout + co0 + r) * P +

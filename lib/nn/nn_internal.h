@@ -95,6 +95,56 @@ static inline void ss_panel_block(int rb, int K, const float *restrict A, int ld
         ss_panel_block_rows(rb, K, A, lda, panel, ldp, res, SS_PANEL);
 }
 
+/* res[r][0, 32) = Σ_k Σ_j A[r·sr + k·sak + aoff[j]] · B[k·sbk + boff[j] + (0, 32)], rows r < rb
+ * <= 8: 16 vector accumulators, k ascending, pairs j ascending within each k. ss_panel_block
+ * with any strides for A and a list of (A, B) offset pairs per k: the tap-pair convolution's
+ * kernel (conv_pairs.c), and with one pair a product whose left operand is stored transposed. */
+static inline __attribute__((always_inline)) void
+ss_pairs_block_rows(int rb, int kn, int np, const float *restrict A, long sr, long sak,
+                 const int *aoff, const float *restrict B, long sbk, const int *boff,
+                 float *restrict res)
+{
+    ss_v16 acc[8][2];
+    for (int r = 0; r < rb; r++)
+        acc[r][0] = acc[r][1] = (ss_v16){0};
+    for (int k = 0; k < kn; k++) {
+        const float *a = A + (size_t)k * sak, *b = B + (size_t)k * sbk;
+        for (int j = 0; j < np; j++) {
+            ss_v16 b0, b1;
+            __builtin_memcpy(&b0, b + boff[j], sizeof b0);
+            __builtin_memcpy(&b1, b + boff[j] + 16, sizeof b1);
+            const float *aj = a + aoff[j];
+            for (int r = 0; r < rb; r++) {
+                const float v = aj[(size_t)r * sr];
+                acc[r][0] += v * b0;
+                acc[r][1] += v * b1;
+            }
+        }
+    }
+    for (int r = 0; r < rb; r++)
+        __builtin_memcpy(res + (size_t)r * SS_PANEL, acc[r], sizeof acc[r]);
+}
+
+static inline void ss_pairs_block(int rb, int kn, int np, const float *A, long sr, long sak,
+                        const int *aoff, const float *B, long sbk, const int *boff, float *res)
+{
+    /* a constant row count keeps the accumulators in registers; a constant pair count unrolls
+     * the pairs and keeps their offsets in registers (4, 6, 9: a 3×3 kernel's corner, edge and
+     * inner positions) */
+    if (rb == 8 && np == 1)
+        ss_pairs_block_rows(8, kn, 1, A, sr, sak, aoff, B, sbk, boff, res);
+    else if (rb == 8 && np == 4)
+        ss_pairs_block_rows(8, kn, 4, A, sr, sak, aoff, B, sbk, boff, res);
+    else if (rb == 8 && np == 6)
+        ss_pairs_block_rows(8, kn, 6, A, sr, sak, aoff, B, sbk, boff, res);
+    else if (rb == 8 && np == 9)
+        ss_pairs_block_rows(8, kn, 9, A, sr, sak, aoff, B, sbk, boff, res);
+    else if (rb == 8)
+        ss_pairs_block_rows(8, kn, np, A, sr, sak, aoff, B, sbk, boff, res);
+    else
+        ss_pairs_block_rows(rb, kn, np, A, sr, sak, aoff, B, sbk, boff, res);
+}
+
 /* C[M][N] = A[M][K] · B by ss_panel_block, one thread, no copies of A or B: panel q (columns
  * 32q .. 32q+31 of B) starts at B + q·pstride with rows ldp floats apart, so a row-major B is
  * (pstride 32, ldp = ldb) and a panel-packed one (32·K, 32). The last panel may be partial:
