@@ -673,6 +673,31 @@ void ss_conv_wino_weights(const ss_conv2d_t *c, float *U, const float *weight)
     }
 }
 
+/* dst[y·row + x·ch + c] = src[c][y][x] for a [ch][h][w] image: channels last, by blocks of 16
+ * channels × 16 pixels transposed in registers, the rest one by one. */
+static void wino_to_cl(float *dst, size_t row, const float *src, int ch, int h, int w)
+{
+    const size_t plane = (size_t)h * w;
+    const int cfast = ch / 16 * 16;
+    const size_t pfast = plane / 16 * 16;
+    for (int c0 = 0; c0 < cfast; c0 += 16)
+        for (size_t p0 = 0; p0 < pfast; p0 += 16) {
+            ss_v16 r[16];
+            for (int k = 0; k < 16; k++)
+                memcpy(&r[k], src + (size_t)(c0 + k) * plane + p0, sizeof r[k]);
+            SS_TRANSPOSE16(r);
+            for (int i = 0; i < 16; i++) {
+                const size_t y = (p0 + i) / (size_t)w, x = (p0 + i) % (size_t)w;
+                memcpy(dst + y * row + x * ch + c0, &r[i], sizeof r[i]);
+            }
+        }
+    for (int c = 0; c < ch; c++)
+        for (size_t p = c < cfast ? pfast : 0; p < plane; p++) {
+            const size_t y = p / (size_t)w, x = p % (size_t)w;
+            dst[y * row + x * ch + c] = src[(size_t)c * plane + p];
+        }
+}
+
 /* X[y + 1][x + 1][ci] = in[img][ci][y][x] in [hp][wp][cin] (hp, wp >= h + 2, w + 2), zero
  * outside: the padded image channels last. Returns X = tmp. */
 static const float *wino_cl_pad(const ss_conv2d_t *c, float *tmp, const float *in, int img,
@@ -688,26 +713,7 @@ static const float *wino_cl_pad(const ss_conv2d_t *c, float *tmp, const float *i
         memset(X + y * row, 0, (size_t)cin * sizeof(float));
         memset(X + y * row + (size_t)(w + 1) * cin, 0, (size_t)(wp - w - 1) * cin * sizeof(float));
     }
-    const float *src = in + (size_t)img * cin * plane;
-    /* blocks of 16 channels × 16 pixels transposed in registers, then the rest one by one */
-    const int cfast = cin / 16 * 16;
-    const size_t pfast = plane / 16 * 16;
-    for (int c0 = 0; c0 < cfast; c0 += 16)
-        for (size_t p0 = 0; p0 < pfast; p0 += 16) {
-            ss_v16 r[16];
-            for (int k = 0; k < 16; k++)
-                memcpy(&r[k], src + (size_t)(c0 + k) * plane + p0, sizeof r[k]);
-            SS_TRANSPOSE16(r);
-            for (int i = 0; i < 16; i++) {
-                const size_t y = (p0 + i) / (size_t)w, x = (p0 + i) % (size_t)w;
-                memcpy(X + (y + 1) * row + (x + 1) * cin + c0, &r[i], sizeof r[i]);
-            }
-        }
-    for (int ci = 0; ci < cin; ci++)
-        for (size_t p = ci < cfast ? pfast : 0; p < plane; p++) {
-            const size_t y = p / (size_t)w, x = p % (size_t)w;
-            X[(y + 1) * row + (x + 1) * cin + ci] = src[(size_t)ci * plane + p];
-        }
+    wino_to_cl(X + row + cin, row, in + (size_t)img * cin * plane, cin, h, w);
     return X;
 }
 
@@ -1568,17 +1574,7 @@ static void wino_dy_cl(const ss_conv2d_t *c, float *DYt, size_t dstride, long t0
     for (int y = 0; y < h; y++)
         if (2 * tw > w)
             memset(Y + y * row + (size_t)w * cout, 0, (size_t)cout * sizeof(float));
-    const float *src = dout + (size_t)img * cout * plane;
-    for (int c0 = 0; c0 < cout; c0 += 16) {
-        const int nc = cout - c0 < 16 ? cout - c0 : 16;
-        for (int y = 0; y < h; y++)
-            for (int x = 0; x < w; x++) {
-                float *d = Y + y * row + (size_t)x * cout + c0;
-                const float *q = src + (size_t)c0 * plane + (size_t)y * w + x;
-                for (int k = 0; k < nc; k++)
-                    d[k] = q[k * plane];
-            }
-    }
+    wino_to_cl(Y, row, dout + (size_t)img * cout * plane, cout, h, w);
     for (int ty = 0; ty < th; ty++)
         for (int tx = 0; tx < tw; tx++) {
             const float *p = Y + (size_t)(2 * ty) * row + (size_t)(2 * tx) * cout;
@@ -1598,9 +1594,6 @@ static void wino_dy_cl(const ss_conv2d_t *c, float *DYt, size_t dstride, long t0
         }
 }
 
-/* Channels-last weight gradient (wino_cl shapes): per chunk of images, Vt and DYt image by
- * image, then dU[ξ] (+)= DYt[ξ]^T · Vt[ξ], one sgemm per plane reducing over the chunk's tiles;
- * chunks in order. */
 /* dU[ξ] (= or +=) DYt[ξ]^T · Vt[ξ] for every ξ on the panel kernel, DYt ([T][cout]) read
  * transposed in place, Vt [T][cin]: tasks of (ξ, 8 output channels), each element written by
  * one task. Call from inside a parallel region, every thread. */
@@ -1630,6 +1623,9 @@ static void wino_dw_cl_panels(const ss_conv2d_t *c, float *dU, size_t us, const 
     }
 }
 
+/* Channels-last weight gradient (wino_cl shapes): per chunk of images, Vt and DYt image by
+ * image, then dU[ξ] (+)= DYt[ξ]^T · Vt[ξ], one product per plane reducing over the chunk's tiles;
+ * chunks in order. */
 static void wino_dw_cl(const ss_conv2d_t *c, float *dweight, const float *dout, const float *in,
                        float *work)
 {
