@@ -184,40 +184,54 @@ static void pairs_transpose(float *dst, const float *src, int n, int chans, int 
     }
 }
 
-void ss_conv_pairs_forward(const ss_conv2d_t *c, float *out, const float *in, const float *weight,
-                           const float *bias, const float *residual, int relu, float *work)
+/* One pass of the tap-pair product, the forward pass or the input gradient: out[img][row][pos]
+ * for rows [0, rows) and positions [0, npos) = Σ_k Σ_pairs A[row·sr + k·sak + a] · src at the
+ * pair's position, src ([n][kn][spos]) copied into groups of 32 images first; then
+ * (+ bias) (+ residual), ReLU, in conv_scatter_cols's order. */
+typedef struct {
+    int rows, kn, npos, spos;
+    const int *np, (*a)[PAIRS_MAX_TAPS], (*b)[PAIRS_MAX_TAPS]; /* pairs of each position */
+    const float *A, *src, *bias, *residual;
+    long sr, sak;
+    float *out;
+    int relu;
+} pairs_pass_t;
+
+static void pairs_run(const ss_conv2d_t *c, const pairs_pass_t *q, float *work)
 {
-    pairs_t t;
-    pairs_fill(c, &t);
-    const int cin = c->cin, cout = c->cout, HW = c->h * c->w, P = c->ho * c->wo;
-    const int khw = c->kh * c->kw, K = cin * khw, ng = (c->n + PAIRS_G - 1) / PAIRS_G;
-    const int gc = pairs_chunk(c, cin * HW), nblk = (cout + 7) / 8;
+    const int ng = (c->n + PAIRS_G - 1) / PAIRS_G, nblk = (q->rows + 7) / 8;
+    const int gc = pairs_chunk(c, q->kn * q->spos);
     for (int g0 = 0; g0 < ng; g0 += gc) {
         const int ngc = ng - g0 < gc ? ng - g0 : gc;
 #pragma omp parallel num_threads(pairs_threads())
         {
-            pairs_transpose(work, in, c->n, cin, HW, g0, ngc);
+            pairs_transpose(work, q->src, c->n, q->kn, q->spos, g0, ngc);
             float res[8 * PAIRS_G];
 #pragma omp for schedule(dynamic, 1)
             for (int blk = 0; blk < nblk; blk++) {
-                const int co0 = blk * 8, rb = cout - co0 < 8 ? cout - co0 : 8;
+                const int r0 = blk * 8, rb = q->rows - r0 < 8 ? q->rows - r0 : 8;
                 for (int g = 0; g < ngc; g++) {
-                    const float *xg = work + (size_t)g * cin * HW * PAIRS_G;
+                    const float *B = work + (size_t)g * q->kn * q->spos * PAIRS_G;
                     const int img0 = (g0 + g) * PAIRS_G;
                     const int ncol = c->n - img0 < PAIRS_G ? c->n - img0 : PAIRS_G;
-                    for (int o = 0; o < P; o++) {
-                        ss_pairs_block(rb, cin, t.np[o], weight + (size_t)co0 * K, K, khw, t.fa[o],
-                                    xg, (long)HW * PAIRS_G, t.fb[o], res);
-                        /* epilogue in conv_scatter_cols's order: (conv + bias) + residual */
+                    for (int o = 0; o < q->npos; o++) {
+                        if (q->np[o])
+                            ss_pairs_block(rb, q->kn, q->np[o], q->A + (size_t)r0 * q->sr, q->sr,
+                                           q->sak, q->a[o], B, (long)q->spos * PAIRS_G, q->b[o],
+                                           res);
+                        else
+                            memset(res, 0, sizeof res);
                         for (int r = 0; r < rb; r++) {
-                            const float b = bias ? bias[co0 + r] : 0.0f;
+                            const float bias = q->bias ? q->bias[r0 + r] : 0.0f;
                             for (int col = 0; col < ncol; col++) {
                                 const size_t at =
-                                    ((size_t)(img0 + col) * cout + co0 + r) * P + o;
-                                float v = res[r * PAIRS_G + col] + b;
-                                if (residual)
-                                    v += residual[at];
-                                out[at] = (relu && v < 0.0f) ? 0.0f : v;
+                                    ((size_t)(img0 + col) * q->rows + r0 + r) * q->npos + o;
+                                float v = res[r * PAIRS_G + col];
+                                if (q->bias)
+                                    v += bias;
+                                if (q->residual)
+                                    v += q->residual[at];
+                                q->out[at] = (q->relu && v < 0.0f) ? 0.0f : v;
                             }
                         }
                     }
@@ -227,43 +241,29 @@ void ss_conv_pairs_forward(const ss_conv2d_t *c, float *out, const float *in, co
     }
 }
 
+void ss_conv_pairs_forward(const ss_conv2d_t *c, float *out, const float *in, const float *weight,
+                           const float *bias, const float *residual, int relu, float *work)
+{
+    pairs_t t;
+    pairs_fill(c, &t);
+    const int khw = c->kh * c->kw;
+    const pairs_pass_t q = {.rows = c->cout, .kn = c->cin, .npos = c->ho * c->wo,
+                            .spos = c->h * c->w, .np = t.np, .a = t.fa, .b = t.fb, .A = weight,
+                            .src = in, .bias = bias, .residual = residual,
+                            .sr = (long)c->cin * khw, .sak = khw, .out = out, .relu = relu};
+    pairs_run(c, &q, work);
+}
+
 void ss_conv_pairs_backward_input(const ss_conv2d_t *c, float *din, const float *dout,
                                   const float *weight, float *work)
 {
     pairs_t t;
     pairs_fill(c, &t);
-    const int cin = c->cin, cout = c->cout, HW = c->h * c->w, P = c->ho * c->wo;
-    const int khw = c->kh * c->kw, ng = (c->n + PAIRS_G - 1) / PAIRS_G;
-    const int gc = pairs_chunk(c, cout * P), nblk = (cin + 7) / 8;
-    for (int g0 = 0; g0 < ng; g0 += gc) {
-        const int ngc = ng - g0 < gc ? ng - g0 : gc;
-#pragma omp parallel num_threads(pairs_threads())
-        {
-            pairs_transpose(work, dout, c->n, cout, P, g0, ngc);
-            float res[8 * PAIRS_G];
-#pragma omp for schedule(dynamic, 1)
-            for (int blk = 0; blk < nblk; blk++) {
-                const int ci0 = blk * 8, rb = cin - ci0 < 8 ? cin - ci0 : 8;
-                for (int g = 0; g < ngc; g++) {
-                    const float *dg = work + (size_t)g * cout * P * PAIRS_G;
-                    const int img0 = (g0 + g) * PAIRS_G;
-                    const int ncol = c->n - img0 < PAIRS_G ? c->n - img0 : PAIRS_G;
-                    for (int i = 0; i < HW; i++) {
-                        if (t.nq[i])
-                            ss_pairs_block(rb, cout, t.nq[i], weight + (size_t)ci0 * khw, khw,
-                                        (long)cin * khw, t.qa[i], dg, (long)P * PAIRS_G, t.qb[i],
-                                        res);
-                        else
-                            memset(res, 0, sizeof res);
-                        for (int r = 0; r < rb; r++)
-                            for (int col = 0; col < ncol; col++)
-                                din[((size_t)(img0 + col) * cin + ci0 + r) * HW + i] =
-                                    res[r * PAIRS_G + col];
-                    }
-                }
-            }
-        }
-    }
+    const int khw = c->kh * c->kw;
+    const pairs_pass_t q = {.rows = c->cin, .kn = c->cout, .npos = c->h * c->w,
+                            .spos = c->ho * c->wo, .np = t.nq, .a = t.qa, .b = t.qb, .A = weight,
+                            .src = dout, .sr = khw, .sak = (long)c->cin * khw, .out = din};
+    pairs_run(c, &q, work);
 }
 
 /* dweight[co][ci][t] += Σ_n Σ_(o,i) with tap t  dout[n, co, o] · x[n, ci, i]: per tap, its pairs
@@ -319,7 +319,7 @@ void ss_conv_pairs_backward_weights(const ss_conv2d_t *c, float *dweight, const 
                     for (int tap = 0; tap < khw; tap++)
                         if (nt[tap])
                             ss_pairs_block(rb, nc, nt[tap], A, P, (long)cout * P, ta[tap],
-                                        work + ci0, (long)HW * cp, tb[tap], res[tap]);
+                                           work + ci0, (long)HW * cp, tb[tap], res[tap]);
                         else
                             memset(res[tap], 0, sizeof res[tap]);
                     for (int r = 0; r < rb; r++) {
@@ -419,7 +419,7 @@ void ss_conv_rows_forward(const ss_conv2d_t *c, float *out, const float *in, con
                     for (int co0 = 0; co0 < cout; co0 += 8) {
                         const int rb = cout - co0 < 8 ? cout - co0 : 8;
                         ss_pairs_block(rb, kh * cin, kw, wr + (size_t)co0 * K, K, kw, aoff,
-                                    B + ox0, rw, boff, res);
+                                       B + ox0, rw, boff, res);
                         for (int r = 0; r < rb; r++) {
                             const size_t at = ((size_t)img * cout + co0 + r) * P +
                                               (size_t)oy * c->wo + ox0;
