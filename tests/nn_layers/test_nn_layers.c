@@ -1084,14 +1084,15 @@ static void test_threads(void)
     free(one);
     free(two);
     /* Conv layers big enough that the work is really split, one per path (Winograd, im2col by
-     * column tasks, by output-channel blocks, the stem's plane pieces, stride-2 image tasks, 1x1
-     * downsample): task extents depend on the shape and the CPU count only and every element is
+     * column tasks, by output-channel blocks, the stem by rows, stride-2 image tasks, 1x1
+     * downsample, tap pairs on 2x2 and 3x3 maps): task extents depend on the shape and the CPU count only and every element is
      * reduced by one thread, so 1 and 2 threads give bit-identical results. */
     static const int geo[][9] = {/* n cin h w cout k s p */
                                  {8, 32, 20, 20, 48, 3, 1, 1},   {8, 64, 12, 12, 64, 3, 1, 1},
                                  {16, 128, 4, 4, 512, 3, 1, 1},  {4, 3, 64, 64, 16, 7, 2, 3},
                                  {16, 32, 16, 16, 64, 3, 2, 1},  {16, 64, 16, 16, 128, 1, 2, 0},
-                                 {32, 128, 4, 4, 256, 3, 1, 1},  {8, 64, 16, 16, 64, 3, 1, 1}};
+                                 {32, 128, 4, 4, 256, 3, 1, 1},  {8, 64, 16, 16, 64, 3, 1, 1},
+                                 {40, 64, 2, 2, 72, 3, 1, 1},    {33, 64, 3, 3, 64, 3, 1, 1}};
     for (int g = 0; g < (int)(sizeof geo / sizeof geo[0]); g++) {
         ss_conv2d_t c;
         ss_conv2d_init(&c, geo[g][0], geo[g][1], geo[g][2], geo[g][3], geo[g][4], geo[g][5],
