@@ -148,8 +148,10 @@ void ss_conv2d_set_work_cap(size_t floats);
 
 /* 3×3 stride-1 pad-1 convs with enough output tiles run the forward pass and both gradients
  * through Winograd F(2×2,3×3) (2.25× fewer multiplications; agrees with the direct convolution
- * to float rounding). On by default; off forces im2col everywhere (testing, comparisons).
- * Global; set it before asking for workspace sizes, never while convolutions run. */
+ * to float rounding); convs on small output maps sum over the (position, tap) pairs that miss
+ * the padding, and the stem runs by output rows. On by default; off forces im2col everywhere
+ * (testing, comparisons). Global; set it before asking for workspace sizes, never while
+ * convolutions run. */
 void ss_conv2d_set_winograd(int on);
 
 /* out[n, cout, ho, wo] = conv(in[n, cin, h, w], weight[cout, cin, kh, kw]) + bias[cout].
