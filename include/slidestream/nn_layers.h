@@ -154,6 +154,15 @@ void ss_conv2d_set_work_cap(size_t floats);
  * convolutions run. */
 void ss_conv2d_set_winograd(int on);
 
+/* Where the NN core's own product kernel replaces OpenBLAS beyond what it always does (tap pairs
+ * on small maps, the stem by rows, 64-channel Winograd products and channels-last weight
+ * gradients under a non-AVX-512 OpenBLAS core): by default only in builds for wide vectors
+ * (AVX2 with FMA, or AVX-512: SS_NATIVE on such a CPU); a generic x86-64 build (SSE2, as the
+ * sanitizer build) runs the kernel's 16-lane vectors in pieces, and OpenBLAS's runtime-chosen
+ * kernels are faster. 1 forces these paths on, 0 off, -1 restores the default (tests: the same
+ * paths in every build). Global; set it before asking for workspace sizes. */
+void ss_nn_set_own_kernels(int on);
+
 /* out[n, cout, ho, wo] = conv(in[n, cin, h, w], weight[cout, cin, kh, kw]) + bias[cout].
  * bias nullable. work: ss_conv2d_forward_workspace(c) floats. out must not alias in. */
 void ss_conv2d_forward(const ss_conv2d_t *c, float *out, const float *in, const float *weight,

@@ -86,7 +86,8 @@ void ss_conv_pairs_enable(int on)
  * so workspace sizes stay monotonic in it. */
 int ss_conv_pairs_applies(const ss_conv2d_t *c)
 {
-    if (!pairs_enabled || !pairs_fits(c) || c->kh * c->kw < 2 || c->cin < 64 || c->cout < 64)
+    if (!pairs_enabled || !ss_nn_own_kernels() || !pairs_fits(c) || c->kh * c->kw < 2 ||
+        c->cin < 64 || c->cout < 64)
         return 0;
     pairs_t t;
     pairs_fill(c, &t);
@@ -362,9 +363,9 @@ static size_t rows_image_floats(const ss_conv2d_t *c)
 int ss_conv_rows_applies(const ss_conv2d_t *c)
 {
     const int blocks = (c->wo + SS_PANEL - 1) / SS_PANEL;
-    return pairs_enabled && c->sw == 2 && c->kw <= PAIRS_MAX_TAPS && c->wo >= SS_PANEL &&
-           8 * c->wo >= 7 * blocks * SS_PANEL && (size_t)c->cin * c->kh * c->kw <= 256 &&
-           c->cout >= 8;
+    return pairs_enabled && ss_nn_own_kernels() && c->sw == 2 && c->kw <= PAIRS_MAX_TAPS &&
+           c->wo >= SS_PANEL && 8 * c->wo >= 7 * blocks * SS_PANEL &&
+           (size_t)c->cin * c->kh * c->kw <= 256 && c->cout >= 8;
 }
 
 size_t ss_conv_rows_workspace(const ss_conv2d_t *c)

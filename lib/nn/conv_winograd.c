@@ -1298,8 +1298,9 @@ static void wino_forward(const ss_conv2d_t *c, float *out, const float *in, cons
     /* The products on the panel kernel, or by sgemm: measured (2 threads, batch 32), with 128
      * input channels or more the panels beat sgemm's copies (layer2 at 96 px 10%); with 64,
      * OpenBLAS's small-matrix kernel on its AVX-512 cores is 2-8% faster (layer1 at 64-96 px),
-     * and its Haswell kernel 35% slower. */
-    const int panels = cin >= 128 || !ss_nn_blas_avx512();
+     * and its Haswell kernel 35% slower (unless this build lacks wide vectors: see
+     * ss_nn_set_own_kernels). */
+    const int panels = cin >= 128 || (ss_nn_own_kernels() && !ss_nn_blas_avx512());
     int nt = omp_get_max_threads();
     nt = nt < slots ? nt : slots;
 #pragma omp parallel num_threads(nt)
@@ -1635,8 +1636,8 @@ static void wino_dw_cl(const ss_conv2d_t *c, float *dweight, const float *dout, 
     float *dU = work, *Vt = dU + 16 * us, *DYt = Vt + 16 * vs, *tmp0 = DYt + 16 * ds;
     /* the products by sgemm where OpenBLAS runs an AVX-512 core (measured 10-17% faster than
      * the panel kernel at K = 128-512 tiles), otherwise (its Haswell kernel: 18-27% slower) on
-     * the panel kernel */
-    const int blas = ss_nn_blas_avx512();
+     * the panel kernel, in builds for wide vectors (ss_nn_set_own_kernels) */
+    const int blas = ss_nn_blas_avx512() || !ss_nn_own_kernels();
     int nt = omp_get_max_threads();
     nt = nt < slots ? nt : slots;
 #pragma omp parallel num_threads(nt)

@@ -197,6 +197,9 @@ void ss_conv_rows_forward(const ss_conv2d_t *c, float *out, const float *in, con
 void ss_conv_pairs_backward_weights(const ss_conv2d_t *c, float *dweight, const float *dout,
                                     const float *in, float *work);
 
+/* The own-kernel paths of ss_nn_set_own_kernels are on (default: a build for wide vectors). */
+int ss_nn_own_kernels(void);
+
 /* OpenBLAS runs one of its AVX-512 kernels (SkylakeX, Cooperlake, SapphireRapids), which have
  * a small-matrix sgemm path: below ~100 on a side it then beats the panel kernel. */
 int ss_nn_blas_avx512(void);

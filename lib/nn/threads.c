@@ -25,6 +25,24 @@ int ss_nn_threads(void)
     return omp_get_max_threads();
 }
 
+static int own_kernels = -1;
+
+void ss_nn_set_own_kernels(int on)
+{
+    own_kernels = on < 0 ? -1 : on != 0;
+}
+
+int ss_nn_own_kernels(void)
+{
+    if (own_kernels >= 0)
+        return own_kernels;
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 int ss_nn_blas_avx512(void)
 {
     static const char *const avx512[] = {"SkylakeX", "Cooperlake", "SapphireRapids"};

@@ -1161,6 +1161,8 @@ int main(int argc, char **argv)
     }
     ss_rng_seed(&rng, 20261122);
     ss_nn_set_threads(0);
+    /* the own-kernel paths (tap pairs, the stem by rows) in every build, sanitizers included */
+    ss_nn_set_own_kernels(1);
     int ran = 0;
     for (int i = 0; i < ncases; i++)
         if (!strcmp(argv[1], "all") || !strcmp(argv[1], cases[i].name)) {
