@@ -129,15 +129,15 @@ static void pool_hrow3_s2p1(const float *r, int w, int wo, float *hv, int32_t *h
 static void pool_hrow3(const ss_pool2d_t *p, const float *row, float *hv, int32_t *hi)
 {
     const int w = p->w, s = p->s, pad = p->p;
+    if (s == 2 && pad == 1) { /* the ResNet stem */
+        pool_hrow3_s2p1(row, w, p->wo, hv, hi);
+        return;
+    }
     int lo = 0, hi_ = p->wo; /* interior ox: the window lies inside the row */
     while (lo < hi_ && lo * s - pad < 0)
         lo++;
     while (hi_ > lo && (hi_ - 1) * s - pad + 3 > w)
         hi_--;
-    if (s == 2 && pad == 1) {
-        pool_hrow3_s2p1(row, w, p->wo, hv, hi);
-        return;
-    }
     if (s == 2) {
 #pragma omp simd
         for (int ox = lo; ox < hi_; ox++)
