@@ -80,10 +80,10 @@ void ss_conv_pairs_enable(int on)
 
 /* Worth it when at least a third of im2col's products hit the padding (measured, 2 threads: 2×2
  * and 3×3 maps, 44% and 60% of the products, 30-40% faster than im2col in both directions; the
- * stride-2 conv from 4×4 to 2×2, 69%, 20% slower), the channels are many
- * (the weight is read in place, one row block per task) and Winograd F(2×2, 3×3) would not do
- * fewer multiplications (16 per tile: fewer from 4×4 maps on). Independent of the batch size,
- * so workspace sizes stay monotonic in it. */
+ * stride-2 conv from 4×4 to 2×2, 69%, 20% slower), the channels are many (the weight is read in
+ * place, one row block per task) and Winograd F(2×2, 3×3) would not do fewer multiplications
+ * (16 per tile: fewer from 4×4 maps on). Independent of the batch size, so workspace sizes stay
+ * monotonic in it. */
 int ss_conv_pairs_applies(const ss_conv2d_t *c)
 {
     if (!pairs_enabled || !ss_nn_own_kernels() || !pairs_fits(c) || c->kh * c->kw < 2 ||
