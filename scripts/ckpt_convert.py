@@ -12,8 +12,12 @@ input_size, mean and std (RGB in [0, 1]) and, for encoders cut after layer3, tru
       state_dict under "state_dict"/"model", and the SLAM-AGS reference naming: encoder.N.* (a
       torchvision resnet18 as nn.Sequential(*children()[:-1]): 0=conv1 1=bn1 4..7=layer1..4)
       and projector.fc.N.*. Architecture, width and truncation are read off the tensors.
-  to-pth IN.h5 OUT.pth
-      Writes a torchvision-named state_dict (plus projector.N.* when present).
+  to-pth IN.h5 OUT.pth [--reference]
+      Writes a torchvision-named state_dict (plus projector.N.* when present). With --reference,
+      writes the SLAM-AGS reference Model's naming instead (encoder.N.*, projector.fc.N.*), exactly
+      the keys of its Model().state_dict(), so that load_state_dict(strict=True) takes it; refuses,
+      naming every reason, a checkpoint that Model cannot hold (only an untruncated width-1
+      resnet18 with a 512-512-512 projection head and no fc classifier fits).
   info   FILE
       Prints the attributes and tensors of either kind of file.
 
@@ -159,6 +163,92 @@ def read_h5(path):
     return sd, attrs
 
 
+def _attr_str(v):
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+# torchvision's name -> the reference Model's: the inverse of the SLAM_ENCODER renaming.
+TV_TO_SLAM = {v: k for k, v in SLAM_ENCODER.items()}
+
+
+def reference_shapes():
+    """The reference Model's state_dict keys (in its order) and shapes: torchvision's resnet18
+    cut before fc, then Linear(512, 512)-ReLU-Linear(512, 512). Spelled out here so that the
+    converter needs no torchvision and the refusal can name what is missing."""
+    bn = lambda c: [("weight", (c,)), ("bias", (c,)), ("running_mean", (c,)),
+                    ("running_var", (c,)), ("num_batches_tracked", ())]
+    keys = [("conv1.weight", (64, 3, 7, 7))] + [(f"bn1.{n}", s) for n, s in bn(64)]
+    cin = 64
+    for layer, c in enumerate((64, 128, 256, 512), start=1):
+        for b in range(2):
+            p, i = f"layer{layer}.{b}", cin if b == 0 else c
+            keys.append((f"{p}.conv1.weight", (c, i, 3, 3)))
+            keys += [(f"{p}.bn1.{n}", s) for n, s in bn(c)]
+            keys.append((f"{p}.conv2.weight", (c, c, 3, 3)))
+            keys += [(f"{p}.bn2.{n}", s) for n, s in bn(c)]
+            if b == 0 and i != c:
+                keys.append((f"{p}.downsample.0.weight", (c, i, 1, 1)))
+                keys += [(f"{p}.downsample.1.{n}", s) for n, s in bn(c)]
+        cin = c
+    keys += [("projector.0.weight", (512, 512)), ("projector.0.bias", (512,)),
+             ("projector.2.weight", (512, 512)), ("projector.2.bias", (512,))]
+    return keys
+
+
+def to_reference_names(sd, attrs):
+    """A torchvision-named state_dict in the reference Model's naming, or ConvertError listing
+    every reason the checkpoint does not fit that Model."""
+    why = []
+    arch = _attr_str(attrs.get("arch", "?"))
+    try:
+        seen_arch, width, truncate = describe(sd)
+    except ConvertError as e:
+        seen_arch, width, truncate = arch, attrs.get("width_multiplier", 1.0), None
+        why.append(str(e))
+    if arch != "resnet18" or seen_arch != "resnet18":
+        why.append(f"architecture is {arch if arch != 'resnet18' else seen_arch}, the reference "
+                   "encoder is resnet18")
+    if "truncate_after" in attrs or truncate:
+        why.append("encoder is truncated after "
+                   f"{_attr_str(attrs.get('truncate_after', truncate))} (no layer4)")
+    w = float(attrs.get("width_multiplier", width))
+    if w != 1.0 or width != 1.0:
+        why.append(f"width multiplier is {w if w != 1.0 else width:g}, the reference's is 1")
+    if "fc.weight" in sd:
+        why.append(f"has an fc classifier (fc.weight {tuple(sd['fc.weight'].shape)}), the "
+                   "reference Model has none")
+    if "projector.0.weight" not in sd:
+        why.append("has no projection head (projector.*), the reference Model has "
+                   "Linear(512, 512)-ReLU-Linear(512, 512)")
+    elif not why:
+        dims = (sd["projector.0.weight"].shape[1], sd["projector.0.weight"].shape[0],
+                sd["projector.2.weight"].shape[0])
+        if dims != (512, 512, 512):
+            why.append("projection head is {}-{}-{}, the reference's is 512-512-512".format(*dims))
+    if not why:
+        shapes = reference_shapes()
+        missing = [k for k, _ in shapes if k not in sd]
+        extra = sorted(set(sd) - {k for k, _ in shapes})
+        wrong = [f"{k} {tuple(sd[k].shape)} (want {s})" for k, s in shapes
+                 if k in sd and tuple(sd[k].shape) != s]
+        if missing:
+            why.append("missing " + ", ".join(missing[:6]) + (" ..." if len(missing) > 6 else ""))
+        if extra:
+            why.append("unexpected " + ", ".join(extra[:6]) + (" ..." if len(extra) > 6 else ""))
+        if wrong:
+            why.append("shapes differ: " + ", ".join(wrong[:4]))
+    if why:
+        raise ConvertError("cannot write the SLAM-AGS reference Model's naming: " + "; ".join(why))
+    out = {}
+    for k, _ in reference_shapes():
+        head, rest = k.split(".", 1)
+        if head == "projector":
+            out[f"projector.fc.{rest}"] = sd[k]
+        else:
+            out[f"encoder.{TV_TO_SLAM[head]}.{rest}"] = sd[k]
+    return out
+
+
 def main(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -171,6 +261,8 @@ def main(argv):
     b = sub.add_parser("to-pth", help="slidestream HDF5 -> torchvision-named .pth")
     b.add_argument("src")
     b.add_argument("dst")
+    b.add_argument("--reference", action="store_true",
+                   help="SLAM-AGS reference Model naming (encoder.N.*, projector.fc.N.*)")
     c = sub.add_parser("info", help="print a checkpoint's attributes and tensors")
     c.add_argument("src")
     args = p.parse_args(argv)
@@ -182,8 +274,19 @@ def main(argv):
                   f"{', truncated after ' + trunc if trunc else ''}, {len(sd)} tensors")
         elif args.cmd == "to-pth":
             sd, attrs = read_h5(args.src)
-            torch.save(sd, args.dst)
-            print(f"{args.src} -> {args.dst}: {attrs.get('arch')}, {len(sd)} tensors")
+            if args.reference:
+                sd = to_reference_names(sd, attrs)
+            # under a temporary name, so that a failed save leaves no partial .pth behind
+            tmp = args.dst + ".tmp"
+            try:
+                torch.save(sd, tmp)
+                os.replace(tmp, args.dst)
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
+                raise
+            print(f"{args.src} -> {args.dst}: {_attr_str(attrs.get('arch'))}, {len(sd)} tensors"
+                  f"{' (SLAM-AGS reference naming)' if args.reference else ''}")
         else:
             if args.src.endswith(".h5"):
                 sd, attrs = read_h5(args.src)
