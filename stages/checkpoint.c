@@ -1,6 +1,7 @@
 /* checkpoint — create and inspect encoder checkpoints (HDF5, PyTorch state_dict names).
  *   slidestream checkpoint init --out CK.h5 [--arch resnet18|resnet34] [--width M] [--input PX]
- *                               [--truncate layer3] [--projection HIDDEN,OUT] [--seed N]
+ *                               [--truncate layer3] [--projection HIDDEN,OUT] [--classes K]
+ *                               [--seed N]
  *   slidestream checkpoint info CK.h5
  * `init` writes torchvision-initialised weights (an untrained encoder, e.g. the starting point
  * of pretraining); PyTorch weights come in through scripts/ckpt_convert.py. */
@@ -19,7 +20,7 @@ static int cmd_init(int argc, char **argv)
 {
     const char *out = NULL, *arch = "resnet18", *truncate = NULL, *proj = NULL;
     double width = 1.0;
-    int input = 96, if_missing = 0;
+    int input = 96, if_missing = 0, classes = 0;
     int64_t seed = 0;
     ss_arg_t args[] = {
         {"--out", SS_ARG_STRING, &out, "CK.h5", "checkpoint to write", 0, 0},
@@ -28,6 +29,7 @@ static int cmd_init(int argc, char **argv)
         {"--input", SS_ARG_INT, &input, "PX", "input size (default 96)", 32, 4096},
         {"--truncate", SS_ARG_STRING, &truncate, "layer3", "drop layer4 (the end-to-end setting)", 0, 0},
         {"--projection", SS_ARG_STRING, &proj, "H,OUT", "add a projection head Linear(H)-ReLU-Linear(OUT)", 0, 0},
+        {"--classes", SS_ARG_INT, &classes, "K", "add a classifier fc = Linear(feature, K) (e.g. 2 for supervised training)", 0, 100000},
         {"--seed", SS_ARG_I64, &seed, "N", "initialisation seed (default 0)", 0, 0},
         {"--if-missing", SS_ARG_FLAG, &if_missing, NULL, "do nothing when --out already exists (re-runs keep its identity)", 0, 0},
         {0},
@@ -51,6 +53,7 @@ static int cmd_init(int argc, char **argv)
     cfg.width_multiplier = width;
     cfg.input_size = input;
     cfg.seed = (uint64_t)seed;
+    cfg.num_classes = classes;
     if (truncate) {
         if (strcmp(truncate, "layer3")) {
             fprintf(stderr, "slidestream: checkpoint init: --truncate '%s': only layer3\n", truncate);
@@ -69,8 +72,9 @@ static int cmd_init(int argc, char **argv)
         ss_resnet_destroy(&m);
         return 1;
     }
-    printf("%s: %s, width %g, input %d px, %zu parameters, feature %d%s\n", out, arch, width,
-           input, m->num_params, m->feature_dim, cfg.proj_out ? ", with projection head" : "");
+    printf("%s: %s, width %g, input %d px, %zu parameters, feature %d%s%s\n", out, arch, width,
+           input, m->num_params, m->feature_dim, cfg.proj_out ? ", with projection head" : "",
+           cfg.num_classes ? ", with fc classifier" : "");
     ss_resnet_destroy(&m);
     return 0;
 }

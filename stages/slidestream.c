@@ -18,6 +18,7 @@ static const ss_command_t commands[] = {
     {"checkpoint", ss_main_checkpoint, "create (init) or inspect (info) an encoder checkpoint"},
     {"count", ss_main_count, "stage: collect and count a stream (completion check)"},
     {"detect", ss_main_detect, "detect cells in slides or images: CSV, GeoJSON, gallery, overlay"},
+    {"train", ss_main_train, "stage: train the encoder from slide labels (SLAM-AGS and baselines)"},
     {"embed", ss_main_embed, "embed cell images with a ResNet checkpoint into one HDF5 file"},
 };
 

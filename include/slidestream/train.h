@@ -22,6 +22,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "slidestream/nn_optim.h"
+#include "slidestream/nn_resnet.h"
+
 typedef enum {
     SS_TRAIN_SLAM_AGS,
     SS_TRAIN_PCGRAD,
@@ -39,5 +42,69 @@ const char *ss_train_method_name(ss_train_method_t method);
 int ss_train_method_contrastive(ss_train_method_t method);
 /* 1 for the methods that use two per-task gradients (slam-ags, pcgrad, cagrad, mgda). */
 int ss_train_method_two_task(ss_train_method_t method);
+
+/* ---- the training step ---------------------------------------------------------------- */
+
+typedef struct {
+    ss_train_method_t method;
+    float momentum;     /* SGD momentum (0.9) */
+    float weight_decay; /* SGD L2 weight decay (1e-4) */
+    float tau;          /* NT-Xent temperature; also the similarity loss's tau = tau_base (0.07) */
+    double cagrad_c;    /* CAGrad's c (0.5) */
+    int joint;          /* 1: one forward pass over every view of the batch (shared batch-norm
+                           statistics, as WeakSupCon); 0: one pass per view group (SLAM-AGS) */
+    int chunk;          /* at most this many images per forward pass (batch-norm statistics per
+                           chunk); 0 = a whole view group (or the whole batch when joint) */
+} ss_train_config_t;
+
+/* momentum 0.9, weight decay 1e-4, tau 0.07, CAGrad c 0.5, per-group passes, no chunking. */
+ss_train_config_t ss_train_config_default(ss_train_method_t method);
+
+/* What one step did, for telemetry. Losses not used by the method are NaN. */
+typedef struct {
+    double loss;                 /* the sum of the method's losses */
+    double loss_con, loss_sim;   /* NT-Xent (positive cells, or all for simclr); similarity */
+    double loss_ce;              /* supervised cross-entropy */
+    double cosine;               /* cos(g1, g2); NaN for one-gradient methods */
+    int conflict;                /* g1.g2 < 0 */
+    double norm1, norm2;         /* |g1|, |g2| (NaN for one-gradient methods) */
+    double norm_before;          /* |g1 + g2| (or |g|) before surgery */
+    double norm_after;           /* |g| that the optimiser received */
+    double scale;                /* AGS rescaling factor (1 otherwise) */
+    int passes, reforwards;      /* forward passes run, of which recomputations */
+} ss_train_stats_t;
+
+/* The batch layout: the step's input x holds ss_train_views(method, P, N) images of
+ * (3, S, S), in this order:
+ *   two-task methods, weaksupcon:  pos view 1 (P), pos view 2 (P), neg view 1 (N), neg view 2 (N)
+ *   simclr:                        pos view 1, neg view 1, pos view 2, neg view 2
+ *   supervised:                    pos view 1 (P), neg view 1 (N)
+ * ss_train_slot gives the index of (positive?, image i, view 0|1) in x, or -1 when the method
+ * does not use that view. */
+int ss_train_views(ss_train_method_t method, int npos, int nneg);
+int ss_train_slot(ss_train_method_t method, int npos, int nneg, int positive, int i, int view);
+/* The largest forward pass of a batch: the model must have max_batch >= this. */
+int ss_train_max_pass(const ss_train_config_t *cfg, int npos, int nneg);
+
+typedef struct ss_trainer ss_trainer_t;
+
+/* A trainer for `model` (borrowed; built with train = 1): SGD state and the step's buffers
+ * for batches of up to max_pos positive and max_neg negative images. Checks that the model has
+ * the head the method needs (projection head; fc with 2 classes for supervised). */
+ss_trainer_t *ss_trainer_new(ss_resnet_t *model, const ss_train_config_t *cfg, int max_pos,
+                             int max_neg);
+void ss_trainer_destroy(ss_trainer_t **pt);
+
+/* One optimiser step on a batch of npos positive and nneg negative images laid out as
+ * ss_train_slot says. Gradient caching: every pass is run forward (batch-norm running
+ * statistics updated once per pass, in order), the losses and their gradients w.r.t. the
+ * embeddings computed on the whole batch, then each pass is re-run with activations (the last
+ * one is still live) and back-propagated; the re-runs leave the running statistics as the
+ * first runs left them. x must stay valid during the call. */
+int ss_trainer_step(ss_trainer_t *t, const float *x, int npos, int nneg, float lr,
+                    ss_train_stats_t *stats);
+
+/* The SGD state (momentum buffer, step count), for checkpoints. */
+ss_optim_t *ss_trainer_optim(ss_trainer_t *t);
 
 #endif
