@@ -18,6 +18,7 @@
 #include "slidestream/cells.h"
 #include "slidestream/encoder_id.h"
 #include "slidestream/log.h"
+#include "slidestream/nn_preprocess.h"
 #include "slidestream/nn_resnet.h"
 
 typedef struct {
@@ -252,8 +253,8 @@ int ss_main_embed(int argc, char **argv)
                     files.v[i], w, h, e.S, e.S);
             failed++;
         } else {
-            ss_cache_normalise(rgb, w, (w - e.S) / 2, (h - e.S) / 2, e.S, e.m->cfg.mean,
-                               e.m->cfg.std, e.x + (size_t)e.nx * per);
+            ss_nn_normalise_u8(rgb, w, ss_nn_centre_offset(w, e.S), ss_nn_centre_offset(h, e.S),
+                               e.S, e.m->cfg.mean, e.m->cfg.std, e.x + (size_t)e.nx * per);
             e.pending[e.nx++] = files.v[i];
         }
         free(rgb);

@@ -13,6 +13,7 @@
 #include "slidestream/args.h"
 #include "slidestream/log.h"
 #include "slidestream/nn_layers.h"
+#include "slidestream/nn_preprocess.h"
 #include "slidestream/nn_resnet.h"
 #include "slidestream/transport.h"
 
@@ -24,22 +25,15 @@ typedef struct {
     float *y1;              /* (batch, dim) outputs gathered in deterministic mode */
     float *x;               /* (batch, 3, S, S) normalised input */
     ss_msg_header_t *heads; /* (batch) the cells' headers */
-    float scale[3], shift[3];
 } batcher_t;
 
-/* Normalise one crop (h, w, 3 u8) into slot `i`, centre-cropping to S. */
+/* Normalise one crop (h, w, 3 u8) into slot `i`, centre-cropping to S (the caller has refused
+ * crops smaller than S). */
 static void put_crop(batcher_t *b, int i, const uint8_t *rgb, int w, int h)
 {
-    int S = b->S, ox = (w - S) / 2, oy = (h - S) / 2;
-    float *dst = b->x + (size_t)i * 3 * S * S;
-    for (int c = 0; c < 3; c++) {
-        float sc = b->scale[c], sh = b->shift[c];
-        float *plane = dst + (size_t)c * S * S;
-        for (int y = 0; y < S; y++) {
-            const uint8_t *row = rgb + ((size_t)(y + oy) * w + ox) * 3 + c;
-            for (int x = 0; x < S; x++) plane[y * S + x] = row[3 * x] * sc + sh;
-        }
-    }
+    int S = b->S;
+    ss_nn_normalise_u8(rgb, w, ss_nn_centre_offset(w, S), ss_nn_centre_offset(h, S), S,
+                       b->model->cfg.mean, b->model->cfg.std, b->x + (size_t)i * 3 * S * S);
 }
 
 /* Run the batch and push its embeddings. 0 ok, 1 stopped, -1 error. */
@@ -131,10 +125,6 @@ int ss_main_encoder(int argc, char **argv)
     }
     b.S = b.model->cfg.input_size;
     b.batch = batch;
-    for (int c = 0; c < 3; c++) {
-        b.scale[c] = (float)(1.0 / (255.0 * b.model->cfg.std[c]));
-        b.shift[c] = (float)(-b.model->cfg.mean[c] / b.model->cfg.std[c]);
-    }
     b.x = malloc((size_t)batch * 3 * b.S * b.S * sizeof *b.x);
     ss_resnet_output(b.model, b.which, &dim);
     b.y1 = b.deterministic ? malloc((size_t)batch * (dim > 0 ? dim : 1) * sizeof *b.y1) : NULL;

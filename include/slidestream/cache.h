@@ -129,13 +129,6 @@ void ss_sha256(const void *data, size_t len, uint8_t out[32]);
  * HDF5 failures into ss_error lines themselves. */
 void ss_cache_hdf5_quiet(void);
 
-/* The encoder's input from packed RGB: the S x S window at (x0, y0) of an image `width` pixels
- * wide becomes out (3, S, S) float, out[c] = v * (float)(1 / (255 std[c])) + (float)(-mean[c] /
- * std[c]), the encoder stage's arithmetic (torchvision's (v / 255 - mean) / std within ~1 ulp),
- * so `embed` and live encoding feed the network the same bits. The window must lie inside. */
-void ss_cache_normalise(const uint8_t *rgb, int width, int x0, int y0, int S,
-                        const double mean[3], const double std[3], float *out);
-
 /* Write an embed output file: `features` float32 (n, dim), `names` variable-length strings
  * (n), attrs encoder/encoder_hash/feature/preprocessing on the root; written to path.tmp and
  * renamed. Used by `slidestream embed`. */

@@ -107,7 +107,8 @@ ss_resnet_t *ss_resnet_new_from_checkpoint(const char *path, int max_batch, int 
 int ss_resnet_config_from_checkpoint(const char *path, ss_resnet_config_t *cfg);
 
 /* Preprocessing: rgb (n, S, S, 3) interleaved 8-bit pixels -> x (n, 3, S, S) float,
- * x = (rgb/255 - mean) / std with the model's mean/std, S = cfg.input_size. */
+ * x = (rgb/255 - mean) / std with the model's mean/std, S = cfg.input_size (ss_nn_normalise_u8
+ * per crop, nn_preprocess.h). */
 void ss_resnet_preprocess_u8(const ss_resnet_t *m, float *x, const uint8_t *rgb, int n);
 
 /* Bytes held by the model's allocations (parameters, gradients, buffers, activations). */

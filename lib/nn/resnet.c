@@ -19,6 +19,7 @@
 
 #include "slidestream/error.h"
 #include "slidestream/nn_layers.h"
+#include "slidestream/nn_preprocess.h"
 #include "nn_internal.h"
 
 #define DOM "nn.resnet"
@@ -869,17 +870,8 @@ ss_resnet_t *ss_resnet_new_from_checkpoint(const char *path, int max_batch, int 
 void ss_resnet_preprocess_u8(const ss_resnet_t *m, float *x, const uint8_t *rgb, int n)
 {
     int S = m->cfg.input_size;
-    size_t plane = (size_t)S * S;
-    float scale[3], shift[3];
-    for (int c = 0; c < 3; c++) { /* (v/255 - mean)/std = v*scale + shift */
-        scale[c] = (float)(1.0 / (255.0 * m->cfg.std[c]));
-        shift[c] = (float)(-m->cfg.mean[c] / m->cfg.std[c]);
-    }
-    for (int i = 0; i < n; i++) {
-        const uint8_t *src = rgb + (size_t)i * plane * 3;
-        float *dst = x + (size_t)i * plane * 3;
-        for (size_t p = 0; p < plane; p++)
-            for (int c = 0; c < 3; c++)
-                dst[c * plane + p] = src[3 * p + c] * scale[c] + shift[c];
-    }
+    size_t per = (size_t)S * S * 3;
+    for (int i = 0; i < n; i++)
+        ss_nn_normalise_u8(rgb + (size_t)i * per, S, 0, 0, S, m->cfg.mean, m->cfg.std,
+                           x + (size_t)i * per);
 }
