@@ -4,7 +4,9 @@
  * datasets shaped as in PyTorch; counters are int64 scalar (shape ()) datasets, as h5py writes a
  * 0-d torch tensor's .numpy(). Files are written under a temporary name and renamed, so a
  * crash never leaves a file that looks complete. The caller owns every buffer; the table
- * only points into it.
+ * only points into it. A tensor name "group/name" is written inside that group; the group
+ * "trainer" holds a training run's state (optimiser buffers, epoch, step) beside the model's
+ * tensors, and loads of the model skip it.
  */
 #ifndef SLIDESTREAM_NN_CHECKPOINT_H
 #define SLIDESTREAM_NN_CHECKPOINT_H
@@ -15,6 +17,7 @@
 typedef enum { SS_DTYPE_F32, SS_DTYPE_I64 } ss_dtype_t;
 
 #define SS_CKPT_MAX_DIM 4
+#define SS_CKPT_TRAINER_GROUP "trainer"
 
 /* One named tensor: a view into the caller's storage. ndim 0 = scalar. */
 typedef struct {

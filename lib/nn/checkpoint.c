@@ -79,9 +79,13 @@ static int write_tensor(hid_t f, const ss_ckpt_tensor_t *t)
     hid_t sp = t->ndim == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(t->ndim, dims, NULL);
     hid_t ft = t->dtype == SS_DTYPE_F32 ? H5T_IEEE_F32LE : H5T_STD_I64LE;
     hid_t mt = t->dtype == SS_DTYPE_F32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_INT64;
-    hid_t d = sp < 0 ? -1 : H5Dcreate2(f, t->name, ft, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    /* "group/name" creates the group (the training state lives under "trainer/") */
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    if (lcpl >= 0) H5Pset_create_intermediate_group(lcpl, 1);
+    hid_t d = sp < 0 || lcpl < 0 ? -1 : H5Dcreate2(f, t->name, ft, sp, lcpl, H5P_DEFAULT, H5P_DEFAULT);
     int rc = (d >= 0 && H5Dwrite(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->data) >= 0) ? 0 : -1;
     if (d >= 0) H5Dclose(d);
+    if (lcpl >= 0) H5Pclose(lcpl);
     if (sp >= 0) H5Sclose(sp);
     return rc;
 }
@@ -240,6 +244,7 @@ typedef struct {
 static herr_t check_known(hid_t g, const char *name, const H5L_info_t *info, void *data)
 {
     iter_ctx_t *c = data;
+    if (!strcmp(name, SS_CKPT_TRAINER_GROUP)) return 0; /* a training run's state, not the model's */
     for (int i = 0; i < c->count; i++)
         if (!strcmp(c->tensors[i].name, name)) return 0;
     ss_error(DOM, "%s: unexpected tensor '%s' (not part of this model)", c->path, name);
