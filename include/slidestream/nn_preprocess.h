@@ -1,7 +1,8 @@
-/* slidestream — the encoder's input normalisation, in one place: 8-bit RGB crops become
- * (3, S, S) planar floats x = (v / 255 - mean) / std with the checkpoint's mean/std. The encoder
- * stage, `embed` and ss_resnet_preprocess_u8 all call it, so a cell embedded live and one
- * embedded from a file feed the network the same bits.
+/* slidestream — the encoder's input normalisation, in one place: 8-bit RGB crops (or [0, 1]
+ * float images) become (3, S, S) planar floats x = (v - mean) / std with the checkpoint's
+ * mean/std. The encoder stage, `embed`, ss_resnet_preprocess_u8 and the training augmentations
+ * all call these, so a cell embedded live, embedded from a file and seen un-augmented in
+ * training feeds the network the same bits.
  */
 #ifndef SLIDESTREAM_NN_PREPROCESS_H
 #define SLIDESTREAM_NN_PREPROCESS_H
@@ -27,5 +28,10 @@ static inline int ss_nn_centre_offset(int n, int S)
  * both sizes) when the image is smaller than S in either direction. */
 int ss_nn_normalise_centre_u8(const uint8_t *rgb, int w, int h, int S, const double mean[3],
                               const double std[3], float *out);
+
+/* In place on x (3, S, S), values in [0, 1]: x[c] = (x[c] - (float)mean[c]) / (float)std[c],
+ * torchvision's Normalize on a float32 tensor, bit for bit. For images that are no longer 8-bit
+ * (the training augmentations' colour jitter). */
+void ss_nn_normalise_f32(float *x, int S, const double mean[3], const double std[3]);
 
 #endif
