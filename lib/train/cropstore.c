@@ -413,7 +413,13 @@ ss_crop_writer_t *ss_crop_writer_new(const char *path, int crop_size)
     h5quiet_t q = h5q_begin();
     int ok = 0;
     hsize_t crop_tail[3] = {(hsize_t)crop_size, (hsize_t)crop_size, 3}, two[1] = {2};
-    w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    /* The 1.10 file format: its chunk index for a dataset growing along one axis (an
+     * extensible array) finds a crop's chunk directly, while the 1.8 format's B-tree, cached
+     * as it is walked, grew a reader by ~100 MB over random reads of 200 000 crops. */
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl >= 0 && H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110) >= 0)
+        w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    if (fapl >= 0) H5Pclose(fapl);
     if (w->file < 0) {
         fail(w->tmp, "cannot create the crop store");
         goto done;
