@@ -24,6 +24,7 @@
 
 #include "slidestream/nn_optim.h"
 #include "slidestream/nn_resnet.h"
+#include "slidestream/train_augment.h"
 
 typedef enum {
     SS_TRAIN_SLAM_AGS,
@@ -106,5 +107,52 @@ int ss_trainer_step(ss_trainer_t *t, const float *x, int npos, int nneg, float l
 
 /* The SGD state (momentum buffer, step count), for checkpoints. */
 ss_optim_t *ss_trainer_optim(ss_trainer_t *t);
+
+/* ---- a training run: epochs over a crop store ---------------------------------------------
+ *
+ * ss_pretrain_run trains an encoder on the cells of a crop store (train_store.h): cells of
+ * bags labelled 1 are positive, of bags labelled 0 negative; cells with label -1 and cells of
+ * bags whose split is "test" or "incomplete" are left out (and counted). Each step takes b_pos positive and b_neg negative cells in the ratio of the two
+ * sets (b_pos = round(B r / (r + 1)), b_neg = round(B / (r + 1)), r = P / N, as the reference),
+ * from a fresh shuffle of each set per epoch; an epoch is max(ceil(P / b_pos), ceil(N / b_neg))
+ * steps, so every cell is seen once per epoch (the set that runs out first wraps around to the
+ * start of its shuffle). Views (train_augment.h): positive cells two simclr views, negative cells a
+ * centre view and a simclr view (simclr and supervised: simclr views for all), keyed by
+ * (seed, epoch, cell index, view). The learning rate follows the reference's per-epoch
+ * schedule: linear warm-up for `warmup_epochs`, then cosine to 0 at `epochs`.
+ *
+ * Files in out_dir: epoch-NNN.h5 after each epoch (the model with torchvision names, plus the
+ * group "trainer": SGD momentum, epoch, step, seed and the run's settings, which resuming
+ * checks); last.h5, the newest of those or the one written on a stop; encoder.h5, the final
+ * model alone (what the encoder stage loads); steps.csv, one row per step; curves.svg, redrawn
+ * every epoch. Resuming continues from last.h5 and ends bit-identical to an uninterrupted run
+ * (same thread count).
+ */
+
+typedef struct {
+    ss_train_config_t step;
+    int epochs;           /* 150 */
+    int warmup_epochs;    /* 10 */
+    double lr;            /* base learning rate, 1e-3 */
+    int batch;            /* cells per step, positive + negative: 256 */
+    int size;             /* network input in pixels; 0 = the checkpoint's */
+    uint64_t seed;        /* shuffles and augmentations */
+    ss_aug_config_t aug;  /* simclr views */
+    int keep;             /* epoch checkpoints kept on disk (the newest); 0 = all */
+    long max_steps;       /* stop (as on a signal) after this many steps of this call; 0 = no */
+    volatile int *stop;   /* non-zero: write last.h5 at the next step boundary and return 1 */
+    void (*tick)(void *arg); /* called before each step, e.g. to refresh *stop and send status */
+    void *tick_arg;
+    int quiet;            /* no progress lines */
+} ss_pretrain_config_t;
+
+/* The reference's settings (above) for `method`. */
+ss_pretrain_config_t ss_pretrain_config_default(ss_train_method_t method);
+
+/* Train from init_ckpt (or, with resume, from out_dir/last.h5) on the store at store_path.
+ * Returns 0 when all epochs ran (encoder.h5 written), 1 when stopped early (last.h5 written:
+ * run again with resume), -1 on error. */
+int ss_pretrain_run(const ss_pretrain_config_t *cfg, const char *store_path,
+                    const char *init_ckpt, const char *out_dir, int resume);
 
 #endif
