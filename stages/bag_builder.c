@@ -7,7 +7,9 @@
  *   control out: PUSH --next (connects) to the next collector: SLIDE, COUNT, ERROR, END
  * Without --cap, cells stream straight through; with --cap N a bag keeps a seeded sample of N
  * cells (chosen by cell id, so the sample does not depend on arrival order) and is sent when
- * complete. Exit 0 when every bag is complete, 3 when one is not (named on stderr).
+ * complete. Exit 0 when every bag is complete, 3 when one is not (named on stderr). The
+ * collecting itself (bags, counts, duplicates, END, idle timeout) is the library's collector
+ * (slidestream/collector.h); this file says what a bag-builder does with each bag.
  * With --simulated DIR it is a source instead: it streams the bags that `slidestream bags
  * simulate` wrote (DIR/bags.csv, DIR/bag_cells.csv), reading each pre-cropped cell image, so
  * single-cell datasets flow through the same encoders and cache as slides. Cell ids are the
@@ -21,6 +23,7 @@
 #include "commands.h"
 #include "slidestream/args.h"
 #include "slidestream/cells.h"
+#include "slidestream/collector.h"
 #include "slidestream/manifest.h"
 #include "slidestream/log.h"
 #include "slidestream/transport.h"
@@ -31,40 +34,23 @@ typedef struct {
     uint64_t key; /* seeded hash of the cell id: the sample keeps the smallest keys */
 } held_t;
 
+/* A bag's cells, kept in the collector's bag->user. */
 typedef struct {
-    uint32_t slide;
-    char id[256], split[64], path[1024];
-    int label;
-    int done;        /* bag closed and announced downstream */
-    uint64_t faults; /* upstream ERROR records (e.g. an unreadable tile): cells are missing */
-    uint64_t sent;   /* cells passed on */
-    held_t *held;    /* --cap only */
+    uint64_t sent; /* cells passed on */
+    held_t *held;  /* --cap only */
     size_t nheld, capheld;
-} bag_t;
+} cells_t;
 
+/* The streaming bag-builder, as its collector callbacks see it. */
 typedef struct {
-    bag_t *bags;
-    size_t n, cap;
-} bags_t;
-
-static bag_t *bag_get(bags_t *b, uint32_t slide)
-{
-    for (size_t i = 0; i < b->n; i++)
-        if (b->bags[i].slide == slide) return &b->bags[i];
-    if (b->n == b->cap) {
-        size_t cap = b->cap ? 2 * b->cap : 16;
-        bag_t *nb = realloc(b->bags, cap * sizeof *nb);
-        if (!nb) return NULL;
-        b->bags = nb;
-        b->cap = cap;
-    }
-    bag_t *g = &b->bags[b->n++];
-    memset(g, 0, sizeof *g);
-    g->slide = slide;
-    g->label = -1;
-    snprintf(g->id, sizeof g->id, "slide%u", slide);
-    return g;
-}
+    ss_stage_t *st;
+    ss_sock_t *out, *next;
+    int cap;
+    int64_t seed;
+    FILE *cells_csv, *bags_csv;
+    size_t closed; /* bags closed and announced downstream */
+    int stopped;
+} builder_t;
 
 static uint64_t mix64(uint64_t x)
 {
@@ -100,46 +86,46 @@ static void csv_field(FILE *f, const char *s)
     fputc('"', f);
 }
 
-static void write_cell_row(FILE *f, const bag_t *g, const ss_msg_header_t *h)
+static void write_cell_row(FILE *f, const ss_collector_bag_t *g, const ss_msg_header_t *h)
 {
     if (!f) return;
-    csv_field(f, g->id);
+    csv_field(f, g->name);
     fprintf(f, ",%llu,%lld,%lld,%d,%d,%d,%d,%u\n", (unsigned long long)h->item, (long long)h->x,
             (long long)h->y, h->aux[0], h->aux[1], h->aux[2], h->aux[3], h->area);
 }
 
 /* Pass one cell on as part of bag `g`. 0 sent, 1 stopped, -1 error. */
-static int forward(ss_stage_t *st, ss_sock_t *out, bag_t *g, ss_msg_header_t h,
-                   const void *pixels, FILE *cells_csv)
+static int forward(builder_t *B, ss_collector_bag_t *g, ss_msg_header_t h, const void *pixels)
 {
-    volatile int *stop = ss_stage_stop_flag(st);
+    cells_t *u = g->user;
     h.bag = g->slide;
     h.part = 0; /* downstream, a bag is one unit of `sent` items */
     h.label = g->label;
-    int r = ss_sock_send(out, &h, pixels, stop);
+    int r = ss_sock_send(B->out, &h, pixels, ss_stage_stop_flag(B->st));
     if (r == 0) {
-        g->sent++;
-        ss_stage_counts(st)->out++;
-        write_cell_row(cells_csv, g, &h);
+        u->sent++;
+        ss_stage_counts(B->st)->out++;
+        write_cell_row(B->cells_csv, g, &h);
     }
     return r;
 }
 
-/* Close a bag: with --cap, choose and send the sample; announce the count downstream. */
-static int close_bag(ss_stage_t *st, ss_sock_t *out, ss_sock_t *next, bag_t *g, int cap,
-                     int complete, FILE *cells_csv, FILE *bags_csv)
+/* Close a bag: with --cap, choose and send the sample; announce the count downstream.
+ * 0 closed, 1 stopped. */
+static int close_bag(builder_t *B, ss_collector_bag_t *g, int complete)
 {
-    volatile int *stop = ss_stage_stop_flag(st);
-    if (cap > 0) {
-        size_t keep = g->nheld < (size_t)cap ? g->nheld : (size_t)cap;
-        qsort(g->held, g->nheld, sizeof *g->held, cmp_key);
-        qsort(g->held, keep, sizeof *g->held, cmp_item); /* send in cell-id order */
+    volatile int *stop = ss_stage_stop_flag(B->st);
+    cells_t *u = g->user;
+    if (B->cap > 0) {
+        size_t keep = u->nheld < (size_t)B->cap ? u->nheld : (size_t)B->cap;
+        qsort(u->held, u->nheld, sizeof *u->held, cmp_key);
+        qsort(u->held, keep, sizeof *u->held, cmp_item); /* send in cell-id order */
         for (size_t i = 0; i < keep; i++)
-            if (forward(st, out, g, g->held[i].h, g->held[i].pixels, cells_csv)) return 1;
-        for (size_t i = 0; i < g->nheld; i++) free(g->held[i].pixels);
-        free(g->held);
-        g->held = NULL;
-        g->nheld = g->capheld = 0;
+            if (forward(B, g, u->held[i].h, u->held[i].pixels)) return 1;
+        for (size_t i = 0; i < u->nheld; i++) free(u->held[i].pixels);
+        free(u->held);
+        u->held = NULL;
+        u->nheld = u->capheld = 0;
     }
     ss_msg_header_t c = ss_msg_header_init(SS_MSG_COUNT);
     c.slide = g->slide;
@@ -147,28 +133,123 @@ static int close_bag(ss_stage_t *st, ss_sock_t *out, ss_sock_t *next, bag_t *g, 
     c.label = g->label;
     c.flags = SS_COUNT_PARTS;
     c.item = 1;
-    if (ss_sock_send(next, &c, NULL, stop)) return 1;
+    if (ss_sock_send(B->next, &c, NULL, stop)) return 1;
     c.flags = SS_COUNT_ITEMS;
     c.part = 0;
-    c.item = g->sent;
-    if (ss_sock_send(next, &c, NULL, stop)) return 1;
-    g->done = 1;
-    if (bags_csv) {
-        csv_field(bags_csv, g->id);
-        fprintf(bags_csv, ",%d,", g->label);
-        csv_field(bags_csv, g->split);
-        fprintf(bags_csv, ",%llu,%s,%llu,", (unsigned long long)g->sent, complete ? "1" : "0",
+    c.item = u->sent;
+    if (ss_sock_send(B->next, &c, NULL, stop)) return 1;
+    B->closed++;
+    if (B->bags_csv) {
+        FILE *f = B->bags_csv;
+        csv_field(f, g->name);
+        fprintf(f, ",%d,", g->label);
+        csv_field(f, g->split);
+        fprintf(f, ",%llu,%s,%llu,", (unsigned long long)u->sent, complete ? "1" : "0",
                 (unsigned long long)g->faults);
-        csv_field(bags_csv, g->path);
-        fputc('\n', bags_csv);
-        fflush(bags_csv);
+        csv_field(f, g->path);
+        fputc('\n', f);
+        fflush(f);
     }
     if (g->faults)
         ss_warn("bag-builder: bag '%s': %llu upstream faults (see the tiler's log): the cells of "
-                "the tiles that failed are not in the bag", g->id, (unsigned long long)g->faults);
-    ss_info("bag-builder: bag '%s' (label %d): %llu cells%s", g->id, g->label,
-            (unsigned long long)g->sent, complete ? "" : " — INCOMPLETE");
+                "the tiles that failed are not in the bag", g->name, (unsigned long long)g->faults);
+    ss_info("bag-builder: bag '%s' (label %d): %llu cells%s", g->name, g->label,
+            (unsigned long long)u->sent, complete ? "" : " — INCOMPLETE");
     return 0;
+}
+
+/* ---- the collector's callbacks (see slidestream/collector.h) ---------------------------- */
+
+/* A new cell of bag `g`: stream it on, or hold it for the sample. */
+static int on_cell(ss_collector_bag_t *g, const ss_msg_t *m, void *arg)
+{
+    builder_t *B = arg;
+    cells_t *u = g->user;
+    if (B->cap <= 0) return forward(B, g, m->h, m->data) ? 1 : 0;
+    if (u->nheld == u->capheld) {
+        size_t nc = u->capheld ? 2 * u->capheld : 256;
+        held_t *nh = realloc(u->held, nc * sizeof *nh);
+        if (!nh) {
+            ss_stage_fault(B->st, "bag '%s': out of memory holding cells", g->name);
+            return 0;
+        }
+        u->held = nh;
+        u->capheld = nc;
+    }
+    held_t *hc = &u->held[u->nheld];
+    hc->h = m->h;
+    hc->key = mix64(m->h.item ^ mix64((uint64_t)B->seed));
+    hc->pixels = malloc(m->size);
+    if (!hc->pixels) {
+        ss_stage_fault(B->st, "bag '%s': out of memory holding cells", g->name);
+        return 0;
+    }
+    memcpy(hc->pixels, m->data, m->size);
+    u->nheld++;
+    return 0;
+}
+
+/* The slide's description is passed on, as the bag's. */
+static int on_slide(ss_collector_bag_t *g, const ss_msg_t *m, void *arg)
+{
+    builder_t *B = arg;
+    ss_msg_header_t h = m->h;
+    h.bag = g->slide;
+    return ss_sock_send(B->next, &h, m->data, ss_stage_stop_flag(B->st)) ? 1 : 0;
+}
+
+/* A failed slide has no bag: its error goes on to the next collector. */
+static int on_error(ss_collector_bag_t *g, const ss_msg_t *m, void *arg)
+{
+    builder_t *B = arg;
+    (void)g;
+    return ss_sock_send(B->next, &m->h, m->data, ss_stage_stop_flag(B->st)) ? 1 : 0;
+}
+
+static int on_complete(ss_collector_bag_t *g, void *arg)
+{
+    return close_bag(arg, g, 1);
+}
+
+/* Bags still open were not completed: close what arrived, flagged. */
+static int on_incomplete(ss_collector_bag_t *g, const char *lacks, void *arg)
+{
+    builder_t *B = arg;
+    if (B->stopped) return 1;
+    fprintf(stderr, "slidestream bag-builder: INCOMPLETE bag '%s': %s\n", g->name, lacks);
+    if (close_bag(B, g, 0)) B->stopped = 1;
+    return B->stopped;
+}
+
+static void fault_text(char *buf, size_t n, ss_collect_refusal_t why, const ss_collector_bag_t *g,
+                       const ss_msg_header_t *h, const char *detail, void *arg)
+{
+    (void)arg;
+    switch (why) {
+    case SS_COLLECT_LATE:
+        snprintf(buf, n, "bag '%s': cell %llu arrived after the bag was closed", g->name,
+                 (unsigned long long)h->item);
+        break;
+    case SS_COLLECT_DUPLICATE:
+        snprintf(buf, n, "bag '%s': a cell arrived twice", g->name);
+        break;
+    case SS_COLLECT_INVALID:
+        snprintf(buf, n, "bag '%s': %s", g->name, detail);
+        break;
+    case SS_COLLECT_UNEXPECTED:
+        snprintf(buf, n, "unexpected %s message", ss_msg_type_name(h->type));
+        break;
+    }
+}
+
+static void release_cells(ss_collector_bag_t *g, void *arg)
+{
+    cells_t *u = g->user;
+    (void)arg;
+    for (size_t k = 0; k < u->nheld; k++) free(u->held[k].pixels);
+    free(u->held);
+    u->held = NULL;
+    u->nheld = u->capheld = 0;
 }
 
 typedef struct {
@@ -394,8 +475,24 @@ int ss_main_bag_builder(int argc, char **argv)
     ss_sock_t *ctl = in ? ss_sock_new(SS_PULL, ctl_ep, 1, 100000) : NULL;
     ss_sock_t *out = ctl ? ss_sock_new(SS_PUSH, out_ep, 1, hwm) : NULL;
     ss_sock_t *next = out ? ss_sock_new(SS_PUSH, next_ep, 0, 100000) : NULL;
-    ss_tally_t *tally = next ? ss_tally_new(0) : NULL;
-    if (!tally) {
+    builder_t B = {st, out, next, cap, seed, cells_csv, bags_csv, 0, 0};
+    ss_collector_config_t cfg = {
+        .name = "bag-builder",
+        .data_types = SS_COLLECT_TYPE(SS_MSG_CELL),
+        .producers = producers,
+        .idle_timeout = idle_timeout,
+        .bag_user_size = sizeof(cells_t),
+        .arg = &B,
+        .item = on_cell,
+        .meta = on_slide,
+        .complete = on_complete,
+        .incomplete = on_incomplete,
+        .error = on_error,
+        .fault_text = fault_text,
+        .release = release_cells,
+    };
+    ss_collector_t *coll = next ? ss_collector_new(st, &cfg) : NULL;
+    if (!coll) {
         ss_error_report("bag-builder: cannot start");
         ss_sock_destroy(&next);
         ss_sock_destroy(&out);
@@ -406,154 +503,18 @@ int ss_main_bag_builder(int argc, char **argv)
         return 1;
     }
     ss_stage_set_unit(st, "cells", 0);
-    volatile int *stop = ss_stage_stop_flag(st);
-    ss_stage_counts_t *cnt = ss_stage_counts(st);
-    bags_t bags = {0};
-    int ends = 0, stopped = 0;
-    uint64_t announced = 0;
-    double last_activity = ss_now();
     ss_sock_t *socks[2] = {in, ctl};
-    for (;;) {
-        /* Close every bag that became complete. */
-        for (size_t i = 0; i < bags.n; i++) {
-            bag_t *g = &bags.bags[i];
-            if (!g->done && ss_tally_complete(tally, g->slide) &&
-                close_bag(st, out, next, g, cap, 1, cells_csv, bags_csv)) {
-                stopped = 1;
-                break;
-            }
-        }
-        if (stopped) break;
-        if (ends >= producers) {
-            size_t open = 0;
-            for (size_t i = 0; i < bags.n; i++) open += !bags.bags[i].done;
-            if ((open == 0 && bags.n >= announced) || ss_now() - last_activity > idle_timeout)
-                break;
-        }
-        ss_msg_t m;
-        int r = ss_stage_next(st, socks, 2, 200, &m, NULL);
-        if (r == -2) {
-            stopped = 1;
-            break;
-        }
-        if (r != 1) continue;
-        last_activity = ss_now();
-        if (m.h.type == SS_MSG_ERROR || m.h.type == SS_MSG_END) {
-            /* A failed slide has no bag: pass its error on; END counts producers. */
-            if (m.h.type == SS_MSG_END) {
-                ends++;
-                announced += m.h.item;
-            } else {
-                for (size_t i = 0; i < bags.n; i++)
-                    if (bags.bags[i].slide == m.h.slide) bags.bags[i].faults++;
-                if (ss_sock_send(next, &m.h, m.data, stop)) stopped = 1;
-            }
-            ss_msg_release(&m);
-            if (stopped) break;
-            continue;
-        }
-        bag_t *g = bag_get(&bags, m.h.slide);
-        if (!g) {
-            ss_msg_release(&m);
-            ss_stage_fault(st, "out of memory");
-            stopped = 1;
-            break;
-        }
-        switch (m.h.type) {
-        case SS_MSG_CELL: {
-            if (g->done) {
-                ss_stage_fault(st, "bag '%s': cell %llu arrived after the bag was closed", g->id,
-                               (unsigned long long)m.h.item);
-                break;
-            }
-            int d = ss_tally_item(tally, m.h.slide, m.h.part, m.h.item);
-            if (d) {
-                ss_stage_fault(st, "bag '%s': %s", g->id,
-                               d == 1 ? "a cell arrived twice" : ss_error_last());
-                ss_error_clear();
-                break;
-            }
-            cnt->in++;
-            if (g->label < 0) g->label = m.h.label;
-            if (cap > 0) {
-                if (g->nheld == g->capheld) {
-                    size_t nc = g->capheld ? 2 * g->capheld : 256;
-                    held_t *nh = realloc(g->held, nc * sizeof *nh);
-                    if (!nh) {
-                        ss_stage_fault(st, "bag '%s': out of memory holding cells", g->id);
-                        break;
-                    }
-                    g->held = nh;
-                    g->capheld = nc;
-                }
-                held_t *hc = &g->held[g->nheld];
-                hc->h = m.h;
-                hc->key = mix64(m.h.item ^ mix64((uint64_t)seed));
-                hc->pixels = malloc(m.size);
-                if (!hc->pixels) {
-                    ss_stage_fault(st, "bag '%s': out of memory holding cells", g->id);
-                    break;
-                }
-                memcpy(hc->pixels, m.data, m.size);
-                g->nheld++;
-            } else if (forward(st, out, g, m.h, m.data, cells_csv)) {
-                stopped = 1;
-            }
-            break;
-        }
-        case SS_MSG_COUNT: {
-            if (ss_tally_count(tally, &m.h)) {
-                ss_stage_fault(st, "%s", ss_error_last());
-                ss_error_clear();
-            }
-            break;
-        }
-        case SS_MSG_SLIDE: {
-            char v[64];
-            ss_text_get(m.data, m.size, "id", g->id, sizeof g->id);
-            ss_text_get(m.data, m.size, "split", g->split, sizeof g->split);
-            ss_text_get(m.data, m.size, "path", g->path, sizeof g->path);
-            if (!ss_text_get(m.data, m.size, "label", v, sizeof v)) g->label = atoi(v);
-            /* pass the slide's description on, as the bag's */
-            ss_msg_header_t h = m.h;
-            h.bag = m.h.slide;
-            if (ss_sock_send(next, &h, m.data, stop)) stopped = 1;
-            break;
-        }
-        default:
-            cnt->rejected++;
-            ss_stage_fault(st, "unexpected %s message", ss_msg_type_name(m.h.type));
-        }
-        ss_msg_release(&m);
-        if (stopped) break;
-    }
-    /* Bags still open were not completed: close what arrived, flagged. */
-    int all_complete = !stopped && ends >= producers;
-    for (size_t i = 0; i < bags.n && !stopped; i++) {
-        bag_t *g = &bags.bags[i];
-        if (g->done) continue;
-        char why[512];
-        ss_tally_describe(tally, g->slide, why, sizeof why);
-        fprintf(stderr, "slidestream bag-builder: INCOMPLETE bag '%s': %s\n", g->id, why);
-        all_complete = 0;
-        if (close_bag(st, out, next, g, cap, 0, cells_csv, bags_csv)) stopped = 1;
-    }
-    if (!stopped) {
+    B.stopped = ss_collector_run(coll, socks, 2) != 0;
+    /* Name and close (flagged) every bag still open; a stopped run closes none. */
+    int incomplete = ss_collector_report(coll);
+    int all_complete = !B.stopped && !incomplete;
+    if (!B.stopped) {
         ss_msg_header_t e = ss_msg_header_init(SS_MSG_END);
-        size_t closed = 0;
-        for (size_t i = 0; i < bags.n; i++) closed += bags.bags[i].done;
-        e.item = closed;
-        ss_sock_send(next, &e, NULL, stop);
+        e.item = B.closed;
+        ss_sock_send(next, &e, NULL, ss_stage_stop_flag(st));
     }
-    if (ends < producers)
-        fprintf(stderr, "slidestream bag-builder: INCOMPLETE: %d of %d producers finished\n",
-                ends, producers);
-    for (size_t i = 0; i < bags.n; i++) {
-        for (size_t k = 0; k < bags.bags[i].nheld; k++) free(bags.bags[i].held[k].pixels);
-        free(bags.bags[i].held);
-    }
-    free(bags.bags);
-    if (bags_csv && stopped) {
+    ss_collector_destroy(&coll);
+    if (bags_csv && B.stopped) {
         /* A stopped run keeps the previous manifest; its partial one goes. */
         fclose(bags_csv);
         fclose(cells_csv);
@@ -569,11 +530,10 @@ int ss_main_bag_builder(int argc, char **argv)
         if (bad) fprintf(stderr, "slidestream: bag-builder: cannot write the bag manifest in %s\n", out_dir);
     }
     ss_stage_flush_status(st, all_complete ? "complete" : "incomplete");
-    ss_tally_destroy(&tally);
     ss_sock_destroy(&next);
     ss_sock_destroy(&out);
     ss_sock_destroy(&ctl);
     ss_sock_destroy(&in);
     ss_stage_destroy(&st);
-    return stopped ? 1 : (all_complete ? 0 : 3);
+    return B.stopped ? 1 : (all_complete ? 0 : 3);
 }

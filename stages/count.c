@@ -3,37 +3,32 @@
  *   data in:    PULL --in (binds by default)
  *   control in: PULL --control (binds by default): SLIDE, COUNT, ERROR, END messages
  * Exits 0 when every announced slide is complete, 3 when the stream ended with items
- * missing (each incomplete slide is named on stderr and in --report). */
+ * missing (each incomplete slide is named on stderr and in --report). The collecting is the
+ * library's collector (slidestream/collector.h), which never closes a slide here: completion
+ * is judged once, at the end, over every slide the ledger holds. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "commands.h"
 #include "slidestream/args.h"
+#include "slidestream/collector.h"
 #include "slidestream/log.h"
 #include "slidestream/transport.h"
 
-#define MAX_SLIDES_NAMED 4096
-
-typedef struct {
-    uint32_t id;
-    char name[128];
-} slide_name_t;
-
-static const char *slide_label(slide_name_t *names, size_t n, uint32_t id, char *buf, size_t bn)
+/* "<id> (<name from its SLIDE message>)", or "<id>" when none came. */
+static const char *slide_label(ss_collector_t *coll, uint32_t id, char *buf, size_t bn)
 {
-    for (size_t i = 0; i < n; i++)
-        if (names[i].id == id) {
-            snprintf(buf, bn, "%u (%s)", id, names[i].name);
-            return buf;
-        }
-    snprintf(buf, bn, "%u", id);
+    const ss_collector_bag_t *b = ss_collector_find(coll, id);
+    if (b && b->have_meta) snprintf(buf, bn, "%u (%.127s)", id, b->name);
+    else snprintf(buf, bn, "%u", id);
     return buf;
 }
 
-static int write_report(const char *path, ss_tally_t *tally, slide_name_t *names, size_t nn,
-                        const ss_stage_counts_t *c, int complete, double elapsed)
+static int write_report(const char *path, ss_collector_t *coll, const ss_stage_counts_t *c,
+                        int complete, double elapsed)
 {
+    const ss_tally_t *tally = ss_collector_tally(coll);
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
@@ -50,13 +45,12 @@ static int write_report(const char *path, ss_tally_t *tally, slide_name_t *names
             complete ? "true" : "false", (unsigned long long)c->in,
             (unsigned long long)c->rejected, (unsigned long long)c->errors, elapsed);
     for (size_t i = 0; i < ns; i++) {
-        char why[512], lab[160];
+        char why[512];
         ss_tally_describe(tally, ids[i], why, sizeof why);
-        slide_label(names, nn, ids[i], lab, sizeof lab);
         fprintf(f, "%s\n    {\"slide\": %u, \"name\": \"", i ? "," : "", ids[i]);
-        const char *nm = "";
-        for (size_t k = 0; k < nn; k++)
-            if (names[k].id == ids[i]) nm = names[k].name;
+        const ss_collector_bag_t *b = ss_collector_find(coll, ids[i]);
+        char nm[128] = "";
+        if (b && b->have_meta) snprintf(nm, sizeof nm, "%.127s", b->name);
         for (const char *p = nm; *p; p++)
             if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
             else if ((unsigned char)*p >= 0x20) fputc(*p, f);
@@ -69,6 +63,34 @@ static int write_report(const char *path, ss_tally_t *tally, slide_name_t *names
     if (fclose(f)) return ss_error_system("count", "cannot write report %s", tmp);
     if (rename(tmp, path)) return ss_error_system("count", "cannot rename %s", tmp);
     return 0;
+}
+
+/* ---- the collector's callbacks (see slidestream/collector.h) ---------------------------- */
+
+static int on_item(ss_collector_bag_t *b, const ss_msg_t *m, void *arg)
+{
+    (void)b, (void)m;
+    ss_progress_add(*(ss_progress_t **)arg, 1);
+    return 0;
+}
+
+static void fault_text(char *buf, size_t n, ss_collect_refusal_t why, const ss_collector_bag_t *b,
+                       const ss_msg_header_t *h, const char *detail, void *arg)
+{
+    (void)b, (void)arg;
+    switch (why) {
+    case SS_COLLECT_DUPLICATE:
+    case SS_COLLECT_LATE: /* never: count closes no slide */
+        snprintf(buf, n, "slide %u: item %llu arrived twice", h->slide,
+                 (unsigned long long)h->item);
+        break;
+    case SS_COLLECT_INVALID:
+        snprintf(buf, n, "%s", detail);
+        break;
+    case SS_COLLECT_UNEXPECTED:
+        snprintf(buf, n, "unexpected %s message on the collector", ss_msg_type_name(h->type));
+        break;
+    }
 }
 
 int ss_main_count(int argc, char **argv)
@@ -107,99 +129,38 @@ int ss_main_count(int argc, char **argv)
     ss_stage_t *st = ss_stage_new(sa.name ? sa.name : "count", sa.status, sa.shutdown);
     ss_sock_t *data = st ? ss_sock_new(SS_PULL, in_ep, 1, hwm) : NULL;
     ss_sock_t *ctl = data ? ss_sock_new(SS_PULL, ctl_ep, 1, hwm) : NULL;
-    ss_tally_t *tally = ctl ? ss_tally_new(parts_are_items) : NULL;
-    slide_name_t *names = calloc(MAX_SLIDES_NAMED, sizeof *names);
-    if (!tally || !names) {
+    ss_progress_t *prog = NULL;
+    ss_collector_config_t cfg = {
+        .name = "count",
+        .data_types = SS_COLLECT_TYPE(SS_MSG_TILE) | SS_COLLECT_TYPE(SS_MSG_CELL) |
+                      SS_COLLECT_TYPE(SS_MSG_EMBED),
+        .producers = producers,
+        .idle_timeout = idle_timeout,
+        .parts_are_items = parts_are_items,
+        .arg = &prog,
+        .item = on_item,
+        .fault_text = fault_text,
+    };
+    ss_collector_t *coll = ctl ? ss_collector_new(st, &cfg) : NULL;
+    if (!coll) {
         ss_error_report("count: cannot start");
-        free(names);
-        ss_tally_destroy(&tally);
         ss_sock_destroy(&ctl);
         ss_sock_destroy(&data);
         ss_stage_destroy(&st);
         return 1;
     }
-    size_t nnames = 0;
     ss_stage_set_unit(st, parts_are_items ? "tiles" : "items", 0);
     ss_stage_counts_t *c = ss_stage_counts(st);
-    int ends = 0;
-    uint64_t announced = 0;
-    double start = ss_now(), last_activity = start;
-    ss_progress_t *prog = sa.quiet || sa.status ? NULL : ss_progress_new("collected", 0);
+    double start = ss_now();
+    prog = sa.quiet || sa.status ? NULL : ss_progress_new("collected", 0);
     ss_sock_t *socks[2] = {data, ctl};
-    int stopped = 0;
-    for (;;) {
-        if (ends >= producers) {
-            /* All producers finished: done when every slide is complete. */
-            size_t ns = ss_tally_slides(tally, NULL, 0);
-            uint32_t *ids = calloc(ns ? ns : 1, sizeof *ids);
-            if (!ids) break;
-            ss_tally_slides(tally, ids, ns);
-            size_t complete = 0;
-            for (size_t i = 0; i < ns; i++) complete += (size_t)ss_tally_complete(tally, ids[i]);
-            free(ids);
-            if (complete == ns && ns >= announced) break;
-            if (ss_now() - last_activity > idle_timeout) break;
-        }
-        ss_msg_t m;
-        int r = ss_stage_next(st, socks, 2, 200, &m, NULL);
-        if (r == -2) {
-            stopped = 1;
-            break;
-        }
-        if (r != 1) continue;
-        last_activity = ss_now();
-        switch (m.h.type) {
-        case SS_MSG_TILE:
-        case SS_MSG_CELL:
-        case SS_MSG_EMBED: {
-            int d = ss_tally_item(tally, m.h.slide, m.h.part, m.h.item);
-            if (d == 1)
-                ss_stage_fault(st, "slide %u: item %llu arrived twice", m.h.slide,
-                               (unsigned long long)m.h.item);
-            else if (d < 0) {
-                ss_stage_fault(st, "%s", ss_error_last());
-                ss_error_clear();
-            } else {
-                c->in++;
-                ss_progress_add(prog, 1);
-            }
-            break;
-        }
-        case SS_MSG_COUNT: {
-            if (ss_tally_count(tally, &m.h)) {
-                ss_stage_fault(st, "%s", ss_error_last());
-                ss_error_clear();
-            }
-            break;
-        }
-        case SS_MSG_SLIDE: {
-            char id[128] = "";
-            ss_text_get(m.data, m.size, "id", id, sizeof id);
-            if (nnames < MAX_SLIDES_NAMED) {
-                names[nnames].id = m.h.slide;
-                snprintf(names[nnames].name, sizeof names[nnames].name, "%s", id);
-                nnames++;
-            }
-            break;
-        }
-        case SS_MSG_ERROR:
-            ss_stage_fault(st, "upstream: %.*s", (int)(m.size > 400 ? 400 : m.size),
-                           (const char *)m.data);
-            break;
-        case SS_MSG_END:
-            ends++;
-            announced += m.h.item;
-            break;
-        default:
-            c->rejected++;
-            ss_stage_fault(st, "unexpected %s message on the collector",
-                           ss_msg_type_name(m.h.type));
-        }
-        ss_msg_release(&m);
-    }
+    int stopped = ss_collector_run(coll, socks, 2) == 1;
     ss_progress_destroy(&prog);
 
     /* Verdict: every slide complete and every producer finished. */
+    const ss_tally_t *tally = ss_collector_tally(coll);
+    int ends = ss_collector_ends(coll);
+    uint64_t announced = ss_collector_announced(coll);
     size_t ns = ss_tally_slides(tally, NULL, 0);
     uint32_t *ids = calloc(ns ? ns : 1, sizeof *ids);
     int complete = ends >= producers && ids != NULL && ns >= announced;
@@ -208,8 +169,7 @@ int ss_main_count(int argc, char **argv)
     for (size_t i = 0; ids && i < ns; i++) {
         char line[512], lab[160];
         if (ss_tally_complete(tally, ids[i])) {
-            ss_info("slide %s: complete, %llu items",
-                    slide_label(names, nnames, ids[i], lab, sizeof lab),
+            ss_info("slide %s: complete, %llu items", slide_label(coll, ids[i], lab, sizeof lab),
                     (unsigned long long)ss_tally_items(tally, ids[i]));
             continue;
         }
@@ -217,7 +177,7 @@ int ss_main_count(int argc, char **argv)
         missing_slides++;
         ss_tally_describe(tally, ids[i], line, sizeof line);
         fprintf(stderr, "slidestream count: INCOMPLETE %s (slide name: %s)\n", line,
-                slide_label(names, nnames, ids[i], lab, sizeof lab));
+                slide_label(coll, ids[i], lab, sizeof lab));
     }
     free(ids);
     if (ends < producers)
@@ -230,13 +190,12 @@ int ss_main_count(int argc, char **argv)
     snprintf(buf, sizeof buf, "%llu", (unsigned long long)missing_slides);
     ss_stage_set_note(st, "incomplete_slides", buf);
     ss_stage_flush_status(st, complete ? "complete" : "incomplete");
-    if (report && write_report(report, tally, names, nnames, c, complete, ss_now() - start))
+    if (report && write_report(report, coll, c, complete, ss_now() - start))
         ss_error_report(NULL);
     printf("collected %llu items from %zu slides: %s (%llu rejected, %llu faults)\n",
            (unsigned long long)c->in, ns, complete ? "complete" : "INCOMPLETE",
            (unsigned long long)c->rejected, (unsigned long long)c->errors);
-    free(names);
-    ss_tally_destroy(&tally);
+    ss_collector_destroy(&coll);
     ss_sock_destroy(&ctl);
     ss_sock_destroy(&data);
     ss_stage_destroy(&st);
