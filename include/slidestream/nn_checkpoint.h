@@ -43,6 +43,25 @@ size_t ss_ckpt_numel(const ss_ckpt_tensor_t *t);
 int ss_ckpt_save(const char *path, const ss_ckpt_meta_t *meta, const ss_ckpt_tensor_t *tensors,
                  int count);
 
+/* A root attribute of another model kind (the MIL aggregators): a string when text is not
+ * NULL, else a number (written as float64). */
+typedef struct {
+    const char *name;
+    const char *text;
+    double value;
+} ss_ckpt_attr_t;
+
+/* As ss_ckpt_save, with meta optional (NULL: none of the ResNet attributes) and further root
+ * attributes. */
+int ss_ckpt_save_attrs(const char *path, const ss_ckpt_meta_t *meta, const ss_ckpt_attr_t *attrs,
+                       int nattrs, const ss_ckpt_tensor_t *tensors, int count);
+
+/* Read the named root attributes: numbers into .value; for an entry whose .text is non-NULL
+ * on entry, the string is copied into text[text_size] and .text points at it. A missing
+ * attribute is an error naming the file and the attribute. */
+int ss_ckpt_read_attrs(const char *path, ss_ckpt_attr_t *attrs, int nattrs, char *text,
+                       size_t text_size);
+
 /* Reads only the attributes. Missing `mean`/`std` default to ImageNet's; missing `arch`,
  * `width_multiplier` or `input_size` is an error. */
 int ss_ckpt_read_meta(const char *path, ss_ckpt_meta_t *meta);

@@ -90,8 +90,26 @@ static int write_tensor(hid_t f, const ss_ckpt_tensor_t *t)
     return rc;
 }
 
+static int write_attrs(hid_t f, const ss_ckpt_attr_t *attrs, int nattrs)
+{
+    for (int i = 0; i < nattrs; i++) {
+        const ss_ckpt_attr_t *a = &attrs[i];
+        int rc = a->text ? write_str_attr(f, a->name, a->text)
+                         : write_num_attr(f, a->name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 0,
+                                          &a->value);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
 int ss_ckpt_save(const char *path, const ss_ckpt_meta_t *meta, const ss_ckpt_tensor_t *tensors,
                  int count)
+{
+    return ss_ckpt_save_attrs(path, meta, NULL, 0, tensors, count);
+}
+
+int ss_ckpt_save_attrs(const char *path, const ss_ckpt_meta_t *meta, const ss_ckpt_attr_t *attrs,
+                       int nattrs, const ss_ckpt_tensor_t *tensors, int count)
 {
     size_t len = strlen(path) + 32;
     char *tmp = malloc(len);
@@ -104,14 +122,18 @@ int ss_ckpt_save(const char *path, const ss_ckpt_meta_t *meta, const ss_ckpt_ten
         ss_error(DOM, "cannot create %s", tmp);
         goto done;
     }
-    int64_t input_size = meta->input_size;
-    if (write_str_attr(f, "arch", meta->arch) ||
+    int64_t input_size = meta ? meta->input_size : 0;
+    if (write_attrs(f, attrs, nattrs)) {
+        ss_error(DOM, "%s: cannot write the root attributes", tmp);
+        goto done;
+    }
+    if (meta && (write_str_attr(f, "arch", meta->arch) ||
         write_num_attr(f, "width_multiplier", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 0,
                        &meta->width_multiplier) ||
         write_num_attr(f, "input_size", H5T_STD_I64LE, H5T_NATIVE_INT64, 0, &input_size) ||
         write_num_attr(f, "mean", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 3, meta->mean) ||
         write_num_attr(f, "std", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 3, meta->std) ||
-        (meta->truncate_after[0] && write_str_attr(f, "truncate_after", meta->truncate_after))) {
+        (meta->truncate_after[0] && write_str_attr(f, "truncate_after", meta->truncate_after)))) {
         ss_error(DOM, "%s: cannot write the root attributes", tmp);
         goto done;
     }
@@ -222,6 +244,40 @@ static int read_meta(hid_t f, const char *path, ss_ckpt_meta_t *m)
     if (read_str_attr(f, path, "truncate_after", m->truncate_after, sizeof(m->truncate_after)) < 0)
         return -1;
     return 0;
+}
+
+int ss_ckpt_read_attrs(const char *path, ss_ckpt_attr_t *attrs, int nattrs, char *text,
+                       size_t text_size)
+{
+    quiet_t q = quiet_begin();
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    int rc = f < 0 ? ss_error(DOM, "cannot open %s as HDF5", path) : 0;
+    size_t used = 0;
+    for (int i = 0; !rc && i < nattrs; i++) {
+        ss_ckpt_attr_t *a = &attrs[i];
+        int r;
+        if (a->text) { /* a string wanted: its text goes into the caller's buffer */
+            char buf[1024];
+            r = read_str_attr(f, path, a->name, buf, sizeof buf);
+            if (r == 0) {
+                size_t len = strlen(buf) + 1;
+                if (used + len > text_size) {
+                    rc = ss_error(DOM, "%s: attribute '%s' does not fit", path, a->name);
+                    break;
+                }
+                memcpy(text + used, buf, len);
+                a->text = text + used;
+                used += len;
+            }
+        } else {
+            r = read_num_attr(f, path, a->name, 1, &a->value);
+        }
+        if (r < 0) rc = -1;
+        else if (r) rc = ss_error(DOM, "%s: root attribute '%s' is missing", path, a->name);
+    }
+    if (f >= 0) H5Fclose(f);
+    quiet_end(q);
+    return rc;
 }
 
 int ss_ckpt_read_meta(const char *path, ss_ckpt_meta_t *meta)
