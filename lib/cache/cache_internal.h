@@ -42,6 +42,16 @@ int cache_mkdirs(const char *dir);
 /* fsync a file by path, and a directory (after a rename). */
 int cache_fsync_path(const char *path, int is_dir);
 
+/* The end of a file written as <tmp> and renamed when whole (the cache writer, the crop store
+ * writer). h5_close_all closes each open dataset of ds[0..n) and then the file, setting each to
+ * -1; it returns -1 when any close failed (closing the file writes its metadata, so a full disk
+ * shows up there). cache_commit moves the closed tmp to path durably: fsync, rename (a failure
+ * is reported in `domain`), then a best-effort fsync of the directory. h5_discard gives up on
+ * the file: closes what is open (quietly), clears HDF5's error stack and removes tmp. */
+int h5_close_all(hid_t *ds, int n, hid_t *file);
+int cache_commit(const char *tmp, const char *path, const char *domain);
+void h5_discard(hid_t *ds, int n, hid_t *file, const char *tmp);
+
 /* malloc'd printf. */
 char *cache_strf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -269,6 +269,48 @@ int cache_fsync_path(const char *path, int is_dir)
     return 0;
 }
 
+int h5_close_all(hid_t *ds, int n, hid_t *file)
+{
+    int bad = 0;
+    for (int i = 0; i < n; i++) {
+        if (ds[i] >= 0 && H5Dclose(ds[i]) < 0) bad = 1;
+        ds[i] = -1;
+    }
+    if (*file >= 0 && H5Fclose(*file) < 0) bad = 1;
+    *file = -1;
+    return bad ? -1 : 0;
+}
+
+/* Makes a rename durable; best effort (the file's data is synced already). */
+static void sync_dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    int fd = dir ? open(dir, O_RDONLY | O_DIRECTORY) : -1;
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+    free(dir);
+}
+
+int cache_commit(const char *tmp, const char *path, const char *domain)
+{
+    if (cache_fsync_path(tmp, 0)) return -1;
+    if (rename(tmp, path) < 0) return ss_error_system(domain, "cannot rename %s to %s", tmp, path);
+    sync_dir_of(path);
+    return 0;
+}
+
+void h5_discard(hid_t *ds, int n, hid_t *file, const char *tmp)
+{
+    h5quiet_t q = h5q_begin();
+    (void)h5_close_all(ds, n, file);
+    H5Eclear2(H5E_DEFAULT);
+    h5q_end(q);
+    if (tmp) unlink(tmp);
+}
+
 char *cache_strf(const char *fmt, ...)
 {
     va_list ap;

@@ -4,8 +4,6 @@
  * shuffle+deflate datasets of <slide_id>.h5.tmp. finish() writes `complete` = 1 last, closes,
  * fsyncs and renames; any failure removes the .tmp, so only a finished file carries the final
  * name. The writer owns copies of every meta string. */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -364,33 +362,11 @@ int ss_cache_writer_finish(ss_cache_writer_t **wp)
         h5_fail(w->tmp, "cannot flush to disk");
         goto done;
     }
-    int close_bad = 0;
-    for (int i = 0; i < DS_COUNT; i++) {
-        if (w->ds[i] >= 0 && H5Dclose(w->ds[i]) < 0) close_bad = 1;
-        w->ds[i] = -1;
-    }
-    if (H5Fclose(w->file) < 0) close_bad = 1;
-    w->file = -1;
-    if (close_bad) {
+    if (h5_close_all(w->ds, DS_COUNT, &w->file)) {
         h5_fail(w->tmp, "cannot close the file (disk full?)");
         goto done;
     }
-    if (cache_fsync_path(w->tmp, 0)) goto done;
-    if (rename(w->tmp, w->path) < 0) {
-        ss_error_system("cache", "cannot rename %s to %s", w->tmp, w->path);
-        goto done;
-    }
-    /* Make the rename durable; best effort (the data itself is already synced). */
-    char *slash = strrchr(w->path, '/');
-    if (slash) {
-        *slash = '\0';
-        int fd = open(w->path[0] ? w->path : "/", O_RDONLY | O_DIRECTORY);
-        *slash = '/';
-        if (fd >= 0) {
-            (void)fsync(fd);
-            close(fd);
-        }
-    }
+    if (cache_commit(w->tmp, w->path, "cache")) goto done;
     rc = 0;
 done:
     h5q_end(q);
@@ -407,16 +383,7 @@ void ss_cache_writer_abort(ss_cache_writer_t **wp)
 {
     if (!wp || !*wp) return;
     ss_cache_writer_t *w = *wp;
-    h5quiet_t q = h5q_begin();
-    for (int i = 0; i < DS_COUNT; i++) {
-        if (w->ds[i] >= 0) H5Dclose(w->ds[i]);
-        w->ds[i] = -1;
-    }
-    if (w->file >= 0) H5Fclose(w->file);
-    w->file = -1;
-    H5Eclear2(H5E_DEFAULT);
-    h5q_end(q);
-    if (w->tmp) unlink(w->tmp);
+    h5_discard(w->ds, DS_COUNT, &w->file, w->tmp);
     free_writer(w);
     *wp = NULL;
 }

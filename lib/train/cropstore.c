@@ -5,8 +5,8 @@
  * beside the crops: one entry per bag and per distinct source) and are written by finish(),
  * which then closes, syncs and renames, so only a complete store carries the final name.
  * The writer owns its buffers, tables and copies of every string it is given. HDF5 helpers
- * (quiet error stacks, attributes, fsync) are the embedding cache's (lib/cache). */
-#include <errno.h>
+ * (quiet error stacks, attributes, the close / sync / rename tail) are the embedding cache's
+ * (lib/cache). */
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -579,19 +579,6 @@ done:
     return rc;
 }
 
-/* Makes a rename durable; best effort (the file's data is synced already). */
-static void sync_dir_of(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    int fd = dir ? open(dir, O_RDONLY | O_DIRECTORY) : -1;
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-    free(dir);
-}
-
 int ss_crop_writer_finish(ss_crop_writer_t **wp)
 {
     if (!wp || !*wp) return ss_error(DOMAIN, "finish: no writer");
@@ -604,24 +591,12 @@ int ss_crop_writer_finish(ss_crop_writer_t **wp)
     h5quiet_t q = h5q_begin();
     int rc = -1;
     if (flush_rows(w) || write_tables(w)) goto done;
-    int close_bad = 0;
-    for (int i = 0; i < W_COUNT; i++) {
-        if (H5Dclose(w->ds[i]) < 0) close_bad = 1;
-        w->ds[i] = -1;
-    }
     /* Closing writes the metadata: on a full disk this is where it fails. */
-    if (H5Fclose(w->file) < 0) close_bad = 1;
-    w->file = -1;
-    if (close_bad) {
+    if (h5_close_all(w->ds, W_COUNT, &w->file)) {
         fail(w->tmp, "cannot close the crop store (disk full?)");
         goto done;
     }
-    if (cache_fsync_path(w->tmp, 0)) goto done;
-    if (rename(w->tmp, w->path) < 0) {
-        ss_error_system(DOMAIN, "cannot rename %s to %s", w->tmp, w->path);
-        goto done;
-    }
-    sync_dir_of(w->path);
+    if (cache_commit(w->tmp, w->path, DOMAIN)) goto done;
     rc = 0;
 done:
     h5q_end(q);
@@ -638,16 +613,7 @@ void ss_crop_writer_abort(ss_crop_writer_t **wp)
 {
     if (!wp || !*wp) return;
     ss_crop_writer_t *w = *wp;
-    h5quiet_t q = h5q_begin();
-    for (int i = 0; i < W_COUNT; i++) {
-        if (w->ds[i] >= 0) H5Dclose(w->ds[i]);
-        w->ds[i] = -1;
-    }
-    if (w->file >= 0) H5Fclose(w->file);
-    w->file = -1;
-    H5Eclear2(H5E_DEFAULT);
-    h5q_end(q);
-    if (w->tmp) unlink(w->tmp);
+    h5_discard(w->ds, W_COUNT, &w->file, w->tmp);
     free_writer(w);
     *wp = NULL;
 }
