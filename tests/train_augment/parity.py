@@ -145,14 +145,20 @@ def factor(c, op):
     return {"b": c["b"], "c": c["c"], "s": c["s"], "h": c["h"]}[op]
 
 
+def crop_flip_jitter(x, c, S):
+    """Case c's crop, flip and colour jitter, on a tensor or a PIL image (F takes either)."""
+    x = F.crop(x, c["y0"], c["x0"], S, S)
+    if c["hflip"]:
+        x = F.hflip(x)
+    for op in c["ops"]:
+        x = JITTER_T[op](x, factor(c, op))
+    return x
+
+
 def torchvision_tensor(img, c, S, mean, std):
     """The C module's reference: ToTensor first, then the ops on float32 tensors."""
     t = torch.from_numpy(img).permute(2, 0, 1).contiguous().to(torch.float32).div(255)
-    t = F.crop(t, c["y0"], c["x0"], S, S)
-    if c["hflip"]:
-        t = F.hflip(t)
-    for op in c["ops"]:
-        t = JITTER_T[op](t, factor(c, op))
+    t = crop_flip_jitter(t, c, S)
     if c["rot"]:
         r = F.rotate(t, 90)
         assert torch.equal(r, torch.rot90(t, 1, (1, 2))), "rotate(x, 90) is not rot90 here"
@@ -162,11 +168,7 @@ def torchvision_tensor(img, c, S, mean, std):
 
 def torchvision_pil(img, c, S):
     """What the SLAM-AGS reference ran: PIL ops (8 bits after each), ToTensor at the end."""
-    p = F.crop(Image.fromarray(img), c["y0"], c["x0"], S, S)
-    if c["hflip"]:
-        p = F.hflip(p)
-    for op in c["ops"]:
-        p = JITTER_T[op](p, factor(c, op))
+    p = crop_flip_jitter(Image.fromarray(img), c, S)
     if c["rot"]:
         p = F.rotate(p, 90)
     return F.to_tensor(p)
