@@ -2,8 +2,7 @@
  * (CLAM/TRIDENT-style) files, bad files, write failures, SHA-256 vectors. One executable;
  * argv[1] picks the case, argv[2] is a scratch directory. `write-sample DIR` writes the file
  * the h5py test reads. */
-#define _XOPEN_SOURCE 700 /* nftw flags */
-#include <ftw.h>
+#define _XOPEN_SOURCE 700 /* nftw, in ../scratch.h */
 #include <hdf5.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,9 +17,7 @@
 #include "slidestream/error.h"
 
 #include "../check.h"
-
-
-static char scratch[900];
+#include "../scratch.h"
 
 static char *pathf(const char *fmt, const char *a)
 {
@@ -620,12 +617,6 @@ static void case_write_sample(void)
     CHECK(w && ss_cache_writer_finish(&w) == 0, "empty: %s", ss_error_buffer());
 }
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)remove(p);
-    return 0;
-}
-
 /* A TRIDENT-style file written by h5py (h5py_read.sh makes it): 5 x 8 features = i * 0.5,
  * coords[i] = (100 i, 7 i), patch_size_level0 512, magnifications 40 / 20. */
 static void case_read_foreign(void)
@@ -659,18 +650,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s CASE SCRATCH_DIR\n", argv[0]);
         return 2;
     }
-    /* Each run gets a fresh directory (removed on success), except write-sample, whose
-     * output the h5py test reads from exactly SCRATCH_DIR. */
-    mkdir(argv[2], 0755);
-    if (!strcmp(argv[1], "write-sample") || !strcmp(argv[1], "read-foreign")) {
-        snprintf(scratch, sizeof scratch, "%s", argv[2]);
-    } else {
-        snprintf(scratch, sizeof scratch, "%s/%s-XXXXXX", argv[2], argv[1]);
-        if (!mkdtemp(scratch)) {
-            perror(scratch);
-            return 1;
-        }
-    }
+    /* write-sample and read-foreign share exactly SCRATCH_DIR with the h5py test. */
+    int shared = !strcmp(argv[1], "write-sample") || !strcmp(argv[1], "read-foreign");
+    if (scratch_make(argv[2], argv[1], shared)) return 1;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* the bad-file helpers expect failures */
     struct {
         const char *name;
@@ -689,7 +671,7 @@ int main(int argc, char **argv)
             return 1;
         }
         printf("cache.%s: all checks passed\n", argv[1]);
-        if (strncmp(argv[1], "write-sample", 12) && strcmp(argv[1], "read-foreign")) nftw(scratch, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        if (!shared) scratch_remove();
         return 0;
     }
     fprintf(stderr, "unknown case %s\n", argv[1]);

@@ -3,8 +3,7 @@
  * junk anywhere in a store, write failures. One executable: argv[1] picks the case, argv[2] is a
  * scratch directory. `write-sample DIR` writes the store the h5py test reads, `read-foreign DIR`
  * reads the one h5py writes, and `bench DIR [N] [C]` measures random-read speed (not a test). */
-#define _XOPEN_SOURCE 700 /* nftw */
-#include <ftw.h>
+#define _XOPEN_SOURCE 700 /* nftw, in ../scratch.h */
 #include <hdf5.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,8 +19,7 @@
 #include "slidestream/train_store.h"
 
 #include "../check.h"
-
-static char scratch[900];
+#include "../scratch.h"
 
 static const char *pathf(const char *name)
 {
@@ -863,12 +861,6 @@ static void case_bench(int argc, char **argv)
     ss_crop_store_close(&s);
 }
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)remove(p);
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -878,16 +870,7 @@ int main(int argc, char **argv)
     /* Each case runs in a fresh directory (removed on success), except write-sample and
      * read-foreign, which share exactly SCRATCH_DIR with the h5py script. */
     int shared = !strcmp(argv[1], "write-sample") || !strcmp(argv[1], "read-foreign");
-    mkdir(argv[2], 0755);
-    if (shared) {
-        snprintf(scratch, sizeof scratch, "%s", argv[2]);
-    } else {
-        snprintf(scratch, sizeof scratch, "%s/%s-XXXXXX", argv[2], argv[1]);
-        if (!mkdtemp(scratch)) {
-            perror(scratch);
-            return 1;
-        }
-    }
+    if (scratch_make(argv[2], argv[1], shared)) return 1;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* the broken-file helpers expect failures */
     if (!strcmp(argv[1], "bench")) {
         case_bench(argc, argv);
@@ -919,6 +902,6 @@ int main(int argc, char **argv)
         return 1;
     }
     printf("train.store.%s: all checks passed\n", argv[1]);
-    if (!shared) nftw(scratch, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    if (!shared) scratch_remove();
     return 0;
 }

@@ -1,0 +1,43 @@
+/* slidestream — the scratch directory of a test program run as `PROG CASE ROOT`: each case runs
+ * in a fresh ROOT/CASE-XXXXXX, removed when the case passes; a case that shares its files with a
+ * script (write-sample, read-foreign) uses ROOT itself and keeps them. The including file
+ * defines _XOPEN_SOURCE 700 (nftw) before its first #include. */
+#ifndef SS_TESTS_SCRATCH_H
+#define SS_TESTS_SCRATCH_H
+
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+static char scratch[900];
+
+/* Makes scratch for case `name` under `root`; 0, or -1 after saying why. */
+static int scratch_make(const char *root, const char *name, int shared)
+{
+    mkdir(root, 0755);
+    if (shared) {
+        snprintf(scratch, sizeof scratch, "%s", root);
+        return 0;
+    }
+    snprintf(scratch, sizeof scratch, "%s/%s-XXXXXX", root, name);
+    if (!mkdtemp(scratch)) {
+        perror(scratch);
+        return -1;
+    }
+    return 0;
+}
+
+static int scratch_rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)remove(p);
+    return 0;
+}
+
+/* Removes scratch and everything below it. */
+static void scratch_remove(void)
+{
+    nftw(scratch, scratch_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+#endif
