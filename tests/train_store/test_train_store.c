@@ -485,59 +485,12 @@ static void m_no_crops(hid_t f)
 {
     H5Ldelete(f, "crops", H5P_DEFAULT);
 }
-static void m_crops_int16(hid_t f)
-{
-    hsize_t d[4] = {12, 8, 8, 3};
-    replace_ds(f, "crops", H5T_STD_I16LE, 4, d, NULL);
-}
-static void m_crops_float(hid_t f)
-{
-    hsize_t d[4] = {12, 8, 8, 3};
-    replace_ds(f, "crops", H5T_IEEE_F32LE, 4, d, NULL);
-}
-static void m_crops_shape(hid_t f)
-{
-    hsize_t d[4] = {12, 8, 9, 3};
-    replace_ds(f, "crops", H5T_STD_U8LE, 4, d, NULL);
-}
-static void m_centre_shape(hid_t f)
-{
-    hsize_t d[2] = {12, 3};
-    replace_ds(f, "centre", H5T_STD_I64LE, 2, d, NULL);
-}
-static void m_bag_rows(hid_t f)
-{
-    hsize_t d[1] = {11};
-    replace_ds(f, "bag", H5T_STD_U32LE, 1, d, NULL);
-}
-static void m_unknown_bag(hid_t f)
-{
-    int64_t v[12] = {100, 110, 120, 130, 140, 150, 160, 100, 110, 120, 130, 777};
-    hsize_t d[1] = {12};
-    replace_ds(f, "bag", H5T_STD_U32LE, 1, d, v);
-}
-static void m_duplicate_bag(hid_t f)
-{
-    int64_t v[8] = {100, 110, 120, 130, 140, 150, 160, 110};
-    hsize_t d[1] = {8};
-    replace_ds(f, "bag_ids", H5T_STD_U32LE, 1, d, v);
-}
-static void m_bag_labels_rows(hid_t f)
-{
-    hsize_t d[1] = {5};
-    replace_ds(f, "bag_labels", H5T_STD_I32LE, 1, d, NULL);
-}
-static void m_source_index(hid_t f)
-{
-    int64_t v[12] = {0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 40};
-    hsize_t d[1] = {12};
-    replace_ds(f, "source", H5T_STD_I32LE, 1, d, v);
-}
-static void m_sources_numbers(hid_t f)
-{
-    hsize_t d[1] = {9};
-    replace_ds(f, "sources", H5T_STD_I32LE, 1, d, NULL);
-}
+
+/* Replacement columns: cell 11 in an unknown bag, a bag id twice, a source index past the
+ * table. */
+static const int64_t unknown_bag[12] = {100, 110, 120, 130, 140, 150, 160, 100, 110, 120, 130, 777};
+static const int64_t duplicate_bag[8] = {100, 110, 120, 130, 140, 150, 160, 110};
+static const int64_t bad_source[12] = {0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 40};
 
 static void expect_open_error(const char *path, int expect, const char *needle)
 {
@@ -550,6 +503,15 @@ static void expect_open_error(const char *path, int expect, const char *needle)
           "error for %s lacks '%s': %s", path, needle, e);
     printf("expected error: %s\n", e);
     ss_error_clear();
+}
+
+/* A copy of the good store at p, opened for writing; -1 (a failed check) when it cannot be. */
+static hid_t reopen_copy(const char *good, const char *p)
+{
+    copy_file(good, p, -1);
+    hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    CHECK(f >= 0, "reopen %s", p);
+    return f;
 }
 
 static void case_badfiles(void)
@@ -617,26 +579,61 @@ static void case_badfiles(void)
         {"cropsize.h5", m_crop_size, "invalid 'crop_size' attribute (0)"},
         {"nolabel.h5", m_no_label, "missing dataset 'label'"},
         {"nocrops.h5", m_no_crops, "missing dataset 'crops'"},
-        {"int16.h5", m_crops_int16, "'crops' is not uint8"},
-        {"float.h5", m_crops_float, "'crops' is not an integer array"},
-        {"cropshape.h5", m_crops_shape, "'crops' must be (N, 8, 8, 3)"},
-        {"centre.h5", m_centre_shape, "'centre' must be (N, 2)"},
-        {"bagrows.h5", m_bag_rows, "'bag' has 11 rows, but the store has 12 cells"},
-        {"unknownbag.h5", m_unknown_bag, "cell 11 belongs to bag 777, which is not in 'bag_ids'"},
-        {"dupbag.h5", m_duplicate_bag, "bag id 110 appears twice"},
-        {"baglabels.h5", m_bag_labels_rows, "'bag_labels' has 5 rows, but the store has 8 bags"},
-        {"sourceidx.h5", m_source_index, "cell 11 has source index 40"},
-        {"sourcetype.h5", m_sources_numbers, "'sources' is not a string array"},
     };
     for (size_t k = 0; k < sizeof broken / sizeof broken[0]; k++) {
         const char *p = pathf(broken[k].name);
-        copy_file(good, p, -1);
-        f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
-        CHECK(f >= 0, "reopen %s", p);
-        if (f < 0) continue;
+        if ((f = reopen_copy(good, p)) < 0) continue;
         broken[k].mutate(f);
         H5Fclose(f);
         expect_open_error(p, 0, broken[k].expect);
+    }
+
+    /* the good store with one dataset replaced (see replace_ds; values NULL: zeros) */
+    struct {
+        const char *name;
+        struct {
+            const char *ds;
+            hid_t type;
+            int rank;
+            hsize_t dims[4];
+            const int64_t *values;
+        } r;
+        const char *expect;
+    } replaced[] = {
+        {"int16.h5", {"crops", H5T_STD_I16LE, 4, {12, 8, 8, 3}, NULL}, "'crops' is not uint8"},
+        {"float.h5",
+         {"crops", H5T_IEEE_F32LE, 4, {12, 8, 8, 3}, NULL},
+         "'crops' is not an integer array"},
+        {"cropshape.h5",
+         {"crops", H5T_STD_U8LE, 4, {12, 8, 9, 3}, NULL},
+         "'crops' must be (N, 8, 8, 3)"},
+        {"centre.h5", {"centre", H5T_STD_I64LE, 2, {12, 3}, NULL}, "'centre' must be (N, 2)"},
+        {"bagrows.h5",
+         {"bag", H5T_STD_U32LE, 1, {11}, NULL},
+         "'bag' has 11 rows, but the store has 12 cells"},
+        {"unknownbag.h5",
+         {"bag", H5T_STD_U32LE, 1, {12}, unknown_bag},
+         "cell 11 belongs to bag 777, which is not in 'bag_ids'"},
+        {"dupbag.h5",
+         {"bag_ids", H5T_STD_U32LE, 1, {8}, duplicate_bag},
+         "bag id 110 appears twice"},
+        {"baglabels.h5",
+         {"bag_labels", H5T_STD_I32LE, 1, {5}, NULL},
+         "'bag_labels' has 5 rows, but the store has 8 bags"},
+        {"sourceidx.h5",
+         {"source", H5T_STD_I32LE, 1, {12}, bad_source},
+         "cell 11 has source index 40"},
+        {"sourcetype.h5",
+         {"sources", H5T_STD_I32LE, 1, {9}, NULL},
+         "'sources' is not a string array"},
+    };
+    for (size_t k = 0; k < sizeof replaced / sizeof replaced[0]; k++) {
+        const char *p = pathf(replaced[k].name);
+        if ((f = reopen_copy(good, p)) < 0) continue;
+        replace_ds(f, replaced[k].r.ds, replaced[k].r.type, replaced[k].r.rank, replaced[k].r.dims,
+                   replaced[k].r.values);
+        H5Fclose(f);
+        expect_open_error(p, 0, replaced[k].expect);
     }
 
     ss_error_clear();
