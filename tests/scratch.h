@@ -8,22 +8,30 @@
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 
 static char scratch[900];
 
-/* Makes scratch for case `name` under `root`; 0, or -1 after saying why. */
-static int scratch_make(const char *root, const char *name, int shared)
+/* Checks `PROG CASE ROOT` and makes scratch for the case; 0, or the exit code after saying why
+ * (2: usage, 1: no directory). *shared: the case shares ROOT with a script (keep its files). */
+static int scratch_begin(int argc, char **argv, int *shared)
 {
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s CASE SCRATCH_DIR\n", argv[0]);
+        return 2;
+    }
+    const char *name = argv[1], *root = argv[2];
+    *shared = !strcmp(name, "write-sample") || !strcmp(name, "read-foreign");
     mkdir(root, 0755);
-    if (shared) {
+    if (*shared) {
         snprintf(scratch, sizeof scratch, "%s", root);
         return 0;
     }
     snprintf(scratch, sizeof scratch, "%s/%s-XXXXXX", root, name);
     if (!mkdtemp(scratch)) {
         perror(scratch);
-        return -1;
+        return 1;
     }
     return 0;
 }

@@ -646,13 +646,8 @@ static void case_read_foreign(void)
 
 int main(int argc, char **argv)
 {
-    if (argc < 3) {
-        fprintf(stderr, "usage: %s CASE SCRATCH_DIR\n", argv[0]);
-        return 2;
-    }
-    /* write-sample and read-foreign share exactly SCRATCH_DIR with the h5py test. */
-    int shared = !strcmp(argv[1], "write-sample") || !strcmp(argv[1], "read-foreign");
-    if (scratch_make(argv[2], argv[1], shared)) return 1;
+    int shared, rc = scratch_begin(argc, argv, &shared);
+    if (rc) return rc;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* the bad-file helpers expect failures */
     struct {
         const char *name;

@@ -860,14 +860,8 @@ static void case_bench(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    if (argc < 3) {
-        fprintf(stderr, "usage: %s CASE SCRATCH_DIR\n", argv[0]);
-        return 2;
-    }
-    /* Each case runs in a fresh directory (removed on success), except write-sample and
-     * read-foreign, which share exactly SCRATCH_DIR with the h5py script. */
-    int shared = !strcmp(argv[1], "write-sample") || !strcmp(argv[1], "read-foreign");
-    if (scratch_make(argv[2], argv[1], shared)) return 1;
+    int shared, rc = scratch_begin(argc, argv, &shared);
+    if (rc) return rc;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* the broken-file helpers expect failures */
     if (!strcmp(argv[1], "bench")) {
         case_bench(argc, argv);
