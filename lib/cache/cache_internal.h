@@ -36,6 +36,17 @@ int h5_get_str(hid_t obj, const char *name, char **out);
 int h5_get_i64(hid_t obj, const char *name, int64_t *out);
 int h5_get_f64(hid_t obj, const char *name, double *out);
 
+/* Extendible datasets of rows, each row shaped tail[0 .. rank - 1) (rank 1: one value a row,
+ * tail unused). h5_create_rows makes one with chunk_rows rows a chunk; H5_ROWS_DEFLATE adds
+ * shuffle + deflate, H5_ROWS_NO_CACHE gives it no chunk cache (whole-chunk writes go straight to
+ * the file). h5_append_rows writes rows [at, at + n) from buf. Both keep HDF5's message for
+ * h5_detail when they fail. */
+enum { H5_ROWS_DEFLATE = 1, H5_ROWS_NO_CACHE = 2 };
+hid_t h5_create_rows(hid_t file, const char *name, hid_t type, int rank, const hsize_t *tail,
+                     hsize_t chunk_rows, unsigned flags);
+int h5_append_rows(hid_t d, hid_t memtype, int rank, const hsize_t *tail, hsize_t at, hsize_t n,
+                   const void *buf);
+
 /* mkdir -p. */
 int cache_mkdirs(const char *dir);
 

@@ -231,6 +231,50 @@ int h5_get_f64(hid_t obj, const char *name, double *out)
     return rc;
 }
 
+hid_t h5_create_rows(hid_t file, const char *name, hid_t type, int rank, const hsize_t *tail,
+                     hsize_t chunk_rows, unsigned flags)
+{
+    hsize_t dims[4] = {0}, maxd[4] = {H5S_UNLIMITED}, chunk[4] = {chunk_rows};
+    for (int k = 1; k < rank; k++)
+        dims[k] = maxd[k] = chunk[k] = tail[k - 1];
+    hid_t sp = H5Screate_simple(rank, dims, maxd);
+    hid_t pl = H5Pcreate(H5P_DATASET_CREATE);
+    hid_t ap = H5Pcreate(H5P_DATASET_ACCESS);
+    hid_t d = -1;
+    if (sp >= 0 && pl >= 0 && ap >= 0 && H5Pset_chunk(pl, rank, chunk) >= 0 &&
+        (!(flags & H5_ROWS_DEFLATE) || (H5Pset_shuffle(pl) >= 0 && H5Pset_deflate(pl, 1) >= 0)) &&
+        (!(flags & H5_ROWS_NO_CACHE) || H5Pset_chunk_cache(ap, 0, 0, 1.0) >= 0))
+        d = H5Dcreate2(file, name, type, sp, H5P_DEFAULT, pl, ap);
+    if (d < 0) h5_save_detail();
+    if (ap >= 0) H5Pclose(ap);
+    if (pl >= 0) H5Pclose(pl);
+    if (sp >= 0) H5Sclose(sp);
+    return d;
+}
+
+int h5_append_rows(hid_t d, hid_t memtype, int rank, const hsize_t *tail, hsize_t at, hsize_t n,
+                   const void *buf)
+{
+    hsize_t dims[4] = {at + n}, start[4] = {at}, count[4] = {n};
+    for (int k = 1; k < rank; k++)
+        dims[k] = count[k] = tail[k - 1];
+    if (H5Dset_extent(d, dims) < 0) {
+        h5_save_detail();
+        return -1;
+    }
+    hid_t fs = H5Dget_space(d);
+    hid_t ms = H5Screate_simple(rank, count, NULL);
+    int rc = -1;
+    if (fs >= 0 && ms >= 0 &&
+        H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) >= 0 &&
+        H5Dwrite(d, memtype, ms, fs, H5P_DEFAULT, buf) >= 0)
+        rc = 0;
+    if (rc) h5_save_detail();
+    if (ms >= 0) H5Sclose(ms);
+    if (fs >= 0) H5Sclose(fs);
+    return rc;
+}
+
 int cache_mkdirs(const char *dir)
 {
     size_t n = strlen(dir);

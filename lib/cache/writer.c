@@ -58,47 +58,12 @@ static hsize_t chunk_rows(size_t row_bytes)
     return r;
 }
 
+/* A (N, cols) dataset, or (N) when cols == 0, of elem-byte values. */
 static hid_t create_ds(hid_t file, const char *name, hid_t type, int cols, size_t elem)
 {
-    int rank = cols > 0 ? 2 : 1;
-    hsize_t dims[2] = {0, (hsize_t)(cols > 0 ? cols : 1)};
-    hsize_t maxd[2] = {H5S_UNLIMITED, dims[1]};
-    hsize_t chunk[2] = {chunk_rows(elem * dims[1]), dims[1]};
-    hid_t sp = H5Screate_simple(rank, dims, maxd);
-    hid_t pl = H5Pcreate(H5P_DATASET_CREATE);
-    hid_t d = -1;
-    if (sp >= 0 && pl >= 0 && H5Pset_chunk(pl, rank, chunk) >= 0) {
-        int ok = 1;
-        if (deflate_ok()) ok = H5Pset_shuffle(pl) >= 0 && H5Pset_deflate(pl, 1) >= 0;
-        if (ok) d = H5Dcreate2(file, name, type, sp, H5P_DEFAULT, pl, H5P_DEFAULT);
-    }
-    if (d < 0) h5_save_detail();
-    if (pl >= 0) H5Pclose(pl);
-    if (sp >= 0) H5Sclose(sp);
-    return d;
-}
-
-static int ds_append(hid_t d, hid_t memtype, int64_t at, int n, int cols, const void *buf)
-{
-    int rank = cols > 0 ? 2 : 1;
     hsize_t c = (hsize_t)(cols > 0 ? cols : 1);
-    hsize_t newdims[2] = {(hsize_t)at + (hsize_t)n, c};
-    hsize_t start[2] = {(hsize_t)at, 0}, count[2] = {(hsize_t)n, c};
-    if (H5Dset_extent(d, newdims) < 0) {
-        h5_save_detail();
-        return -1;
-    }
-    hid_t fs = H5Dget_space(d);
-    hid_t ms = H5Screate_simple(rank, count, NULL);
-    int rc = -1;
-    if (fs >= 0 && ms >= 0 &&
-        H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) >= 0 &&
-        H5Dwrite(d, memtype, ms, fs, H5P_DEFAULT, buf) >= 0)
-        rc = 0;
-    if (rc) h5_save_detail();
-    if (ms >= 0) H5Sclose(ms);
-    if (fs >= 0) H5Sclose(fs);
-    return rc;
+    return h5_create_rows(file, name, type, cols > 0 ? 2 : 1, &c, chunk_rows(elem * c),
+                          deflate_ok() ? H5_ROWS_DEFLATE : 0);
 }
 
 static int flush_rows(ss_cache_writer_t *w)
@@ -120,8 +85,9 @@ static int flush_rows(ss_cache_writer_t *w)
     };
     for (int i = 0; i < DS_COUNT; i++) {
         if (w->ds[cols[i].ds] < 0) continue;
-        if (ds_append(w->ds[cols[i].ds], cols[i].type, w->written, n, cols[i].cols,
-                      cols[i].buf)) {
+        hsize_t c = (hsize_t)(cols[i].cols > 0 ? cols[i].cols : 1);
+        if (h5_append_rows(w->ds[cols[i].ds], cols[i].type, cols[i].cols > 0 ? 2 : 1, &c,
+                           (hsize_t)w->written, (hsize_t)n, cols[i].buf)) {
             w->failed = 1;
             char what[160];
             snprintf(what, sizeof what, "cannot write %d rows of '%s' at row %lld", n,

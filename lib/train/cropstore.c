@@ -195,52 +195,6 @@ static int fail(const char *file, const char *fmt, ...)
     return ss_error(DOMAIN, "%s: %s", file, what);
 }
 
-/* An extendible dataset of rows shaped `tail` (rank - 1 dims), `chunk_rows` rows a chunk,
- * uncompressed. cache0: no chunk cache, so whole-chunk writes go straight to the file. */
-static hid_t create_rows(hid_t file, const char *name, hid_t type, int rank, const hsize_t *tail,
-                         hsize_t chunk_rows, int cache0)
-{
-    hsize_t dims[4] = {0}, maxd[4] = {H5S_UNLIMITED}, chunk[4] = {chunk_rows};
-    for (int k = 1; k < rank; k++)
-        dims[k] = maxd[k] = chunk[k] = tail[k - 1];
-    hid_t sp = H5Screate_simple(rank, dims, maxd);
-    hid_t pl = H5Pcreate(H5P_DATASET_CREATE);
-    hid_t ap = H5Pcreate(H5P_DATASET_ACCESS);
-    hid_t d = -1;
-    if (sp >= 0 && pl >= 0 && ap >= 0 && H5Pset_chunk(pl, rank, chunk) >= 0 &&
-        (!cache0 || H5Pset_chunk_cache(ap, 0, 0, 1.0) >= 0))
-        d = H5Dcreate2(file, name, type, sp, H5P_DEFAULT, pl, ap);
-    if (d < 0) h5_save_detail();
-    if (ap >= 0) H5Pclose(ap);
-    if (pl >= 0) H5Pclose(pl);
-    if (sp >= 0) H5Sclose(sp);
-    return d;
-}
-
-/* Rows [at, at + n) of a dataset created by create_rows, from buf. */
-static int append_rows(hid_t d, hid_t memtype, int rank, const hsize_t *tail, hsize_t at, hsize_t n,
-                       const void *buf)
-{
-    hsize_t dims[4] = {at + n}, start[4] = {at}, count[4] = {n};
-    for (int k = 1; k < rank; k++)
-        dims[k] = count[k] = tail[k - 1];
-    if (H5Dset_extent(d, dims) < 0) {
-        h5_save_detail();
-        return -1;
-    }
-    hid_t fs = H5Dget_space(d);
-    hid_t ms = H5Screate_simple(rank, count, NULL);
-    int rc = -1;
-    if (fs >= 0 && ms >= 0 &&
-        H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) >= 0 &&
-        H5Dwrite(d, memtype, ms, fs, H5P_DEFAULT, buf) >= 0)
-        rc = 0;
-    if (rc) h5_save_detail();
-    if (ms >= 0) H5Sclose(ms);
-    if (fs >= 0) H5Sclose(fs);
-    return rc;
-}
-
 /* A fixed-size 1-D dataset holding n values (n may be 0). */
 static int write_array(hid_t file, const char *name, hid_t type, hid_t memtype, size_t n,
                        const void *buf)
@@ -323,7 +277,7 @@ static int flush_rows(ss_crop_writer_t *w)
         [W_SOURCE] = {H5T_NATIVE_INT32, 1, NULL, w->bsource},
     };
     for (int i = 0; i < W_COUNT; i++)
-        if (append_rows(w->ds[i], col[i].type, col[i].rank, col[i].tail, at, n, col[i].buf)) {
+        if (h5_append_rows(w->ds[i], col[i].type, col[i].rank, col[i].tail, at, n, col[i].buf)) {
             w->failed = 1;
             return fail(w->tmp, "cannot write %d cells of '%s' at cell %lld", w->nbuf, w_name[i],
                         (long long)w->written);
@@ -424,13 +378,15 @@ ss_crop_writer_t *ss_crop_writer_new(const char *path, int crop_size)
         fail(w->tmp, "cannot create the crop store");
         goto done;
     }
-    /* One crop per chunk: a random read touches exactly one crop's bytes. */
-    w->ds[W_CROPS] = create_rows(w->file, "crops", H5T_STD_U8LE, 4, crop_tail, 1, 1);
-    w->ds[W_BAG] = create_rows(w->file, "bag", H5T_STD_U32LE, 1, NULL, COLUMN_CHUNK, 0);
-    w->ds[W_LABEL] = create_rows(w->file, "label", H5T_STD_I32LE, 1, NULL, COLUMN_CHUNK, 0);
-    w->ds[W_CELL] = create_rows(w->file, "cell_id", H5T_STD_U64LE, 1, NULL, COLUMN_CHUNK, 0);
-    w->ds[W_CENTRE] = create_rows(w->file, "centre", H5T_STD_I64LE, 2, two, COLUMN_CHUNK, 0);
-    w->ds[W_SOURCE] = create_rows(w->file, "source", H5T_STD_I32LE, 1, NULL, COLUMN_CHUNK, 0);
+    /* Uncompressed. One crop per chunk: a random read touches exactly one crop's bytes; no
+     * chunk cache for the crops, so whole-chunk writes go straight to the file. */
+    w->ds[W_CROPS] =
+        h5_create_rows(w->file, "crops", H5T_STD_U8LE, 4, crop_tail, 1, H5_ROWS_NO_CACHE);
+    w->ds[W_BAG] = h5_create_rows(w->file, "bag", H5T_STD_U32LE, 1, NULL, COLUMN_CHUNK, 0);
+    w->ds[W_LABEL] = h5_create_rows(w->file, "label", H5T_STD_I32LE, 1, NULL, COLUMN_CHUNK, 0);
+    w->ds[W_CELL] = h5_create_rows(w->file, "cell_id", H5T_STD_U64LE, 1, NULL, COLUMN_CHUNK, 0);
+    w->ds[W_CENTRE] = h5_create_rows(w->file, "centre", H5T_STD_I64LE, 2, two, COLUMN_CHUNK, 0);
+    w->ds[W_SOURCE] = h5_create_rows(w->file, "source", H5T_STD_I32LE, 1, NULL, COLUMN_CHUNK, 0);
     for (int i = 0; i < W_COUNT; i++)
         if (w->ds[i] < 0) {
             fail(w->tmp, "cannot create dataset '%s'", w_name[i]);
