@@ -25,6 +25,20 @@ void h5_save_detail(void);
 /* ss_error("cache", "<path>: <what> (<hdf5 detail>)"); returns -1. */
 int h5_fail(const char *path, const char *what);
 
+/* A reason for a caller's buffer (readers that report through their own message): printf into
+ * why; h5_why appends HDF5's innermost message, when there is one, as "<what>: <detail>".
+ * Both return -1. */
+int cache_why(char *why, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int h5_why(char *why, size_t size, const char *what);
+
+/* Opens an existing HDF5 file read-only; -1 with the reason in why: unreadable (the system's
+ * message), not HDF5, or refused by HDF5. */
+hid_t h5_open_readonly(const char *path, char *why, size_t size);
+
+/* A dataset's type class into *cls and extent into dims[0 .. rank) (rank <= 8); returns the
+ * rank, -1 when HDF5 cannot tell. */
+int h5_ds_shape(hid_t d, H5T_class_t *cls, hsize_t dims[8]);
+
 /* Attributes on any object. Strings are variable-length UTF-8 scalars (h5py: str). */
 int h5_attr_str(hid_t obj, const char *name, const char *value);
 int h5_attr_i64(hid_t obj, const char *name, int64_t value);

@@ -92,6 +92,43 @@ int h5_fail(const char *path, const char *what)
     return ss_error("cache", "%s: %s", path, what);
 }
 
+int cache_why(char *why, size_t size, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, size, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int h5_why(char *why, size_t size, const char *what)
+{
+    char d[400];
+    h5_detail(d, sizeof d);
+    return cache_why(why, size, "%s%s%s", what, d[0] ? ": " : "", d);
+}
+
+hid_t h5_open_readonly(const char *path, char *why, size_t size)
+{
+    if (access(path, R_OK) < 0) return cache_why(why, size, "%s", strerror(errno));
+    if (H5Fis_hdf5(path) <= 0)
+        return h5_why(why, size, "not an HDF5 file (truncated or another format)");
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) h5_why(why, size, "cannot open (truncated or corrupt?)");
+    return f;
+}
+
+int h5_ds_shape(hid_t d, H5T_class_t *cls, hsize_t dims[8])
+{
+    hid_t t = H5Dget_type(d), sp = H5Dget_space(d);
+    *cls = t >= 0 ? H5Tget_class(t) : H5T_NO_CLASS;
+    int rank = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
+    if (rank >= 1 && rank <= 8) H5Sget_simple_extent_dims(sp, dims, NULL);
+    if (t >= 0) H5Tclose(t);
+    if (sp >= 0) H5Sclose(sp);
+    return rank;
+}
+
 static int attr_write(hid_t obj, const char *name, hid_t type, const void *buf)
 {
     if (H5Aexists(obj, name) > 0 && H5Adelete(obj, name) < 0) return -1;

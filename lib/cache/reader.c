@@ -2,7 +2,6 @@
  * checks. A reader owns its HDF5 handles and copies of the metadata strings. Files written by
  * CLAM/TRIDENT (only `features` and `coords`) open too; the missing columns are derived. */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,16 +28,6 @@ struct ss_cache_reader {
 static const char *r_name[R_COUNT] = {"features", "coords", "centres",
                                       "cell_ids", "bboxes", "areas"};
 
-static int bad(char *err, size_t size, const char *fmt, ...) SS_PRINTF(3, 4);
-static int bad(char *err, size_t size, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, size, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 static void reader_free(ss_cache_reader_t *r)
 {
     if (!r) return;
@@ -60,29 +49,25 @@ static void reader_free(ss_cache_reader_t *r)
 static int64_t check_ds(ss_cache_reader_t *r, int i, H5T_class_t cls, int cols, int64_t want_rows,
                         int64_t *ncols, char *err, size_t size)
 {
-    hid_t d = r->ds[i];
-    hid_t t = H5Dget_type(d), sp = H5Dget_space(d);
-    H5T_class_t c = t >= 0 ? H5Tget_class(t) : H5T_NO_CLASS;
-    int rank = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
+    H5T_class_t c;
     hsize_t dims[8] = {0};
-    if (rank > 0 && rank <= 8) H5Sget_simple_extent_dims(sp, dims, NULL);
-    if (t >= 0) H5Tclose(t);
-    if (sp >= 0) H5Sclose(sp);
+    int rank = h5_ds_shape(r->ds[i], &c, dims);
     if (c != cls)
-        return bad(err, size, "dataset '%s' has the wrong type (want %s)", r_name[i],
-                   cls == H5T_FLOAT ? "float" : "integer");
+        return cache_why(err, size, "dataset '%s' has the wrong type (want %s)", r_name[i],
+                         cls == H5T_FLOAT ? "float" : "integer");
     if (cols < 0) { /* any width (features) */
-        if (rank != 2) return bad(err, size, "dataset '%s' is not 2-D (rank %d)", r_name[i], rank);
+        if (rank != 2)
+            return cache_why(err, size, "dataset '%s' is not 2-D (rank %d)", r_name[i], rank);
         *ncols = (int64_t)dims[1];
     } else if (cols > 0) {
         if (rank != 2 || dims[1] != (hsize_t)cols)
-            return bad(err, size, "dataset '%s' must be (N, %d)", r_name[i], cols);
+            return cache_why(err, size, "dataset '%s' must be (N, %d)", r_name[i], cols);
     } else if (!(rank == 1 || (rank == 2 && dims[1] == 1))) {
-        return bad(err, size, "dataset '%s' must be 1-D (N)", r_name[i]);
+        return cache_why(err, size, "dataset '%s' must be 1-D (N)", r_name[i]);
     }
     if (want_rows >= 0 && (int64_t)dims[0] != want_rows)
-        return bad(err, size, "dataset '%s' has %lld rows but features has %lld", r_name[i],
-                   (long long)dims[0], (long long)want_rows);
+        return cache_why(err, size, "dataset '%s' has %lld rows but features has %lld", r_name[i],
+                         (long long)dims[0], (long long)want_rows);
     return (int64_t)dims[0];
 }
 
@@ -95,48 +80,34 @@ static char *dup_or_empty(char *s)
 static ss_cache_reader_t *open_impl(const char *path, char *err, size_t size)
 {
     err[0] = '\0';
-    if (access(path, R_OK) < 0) {
-        bad(err, size, "%s", strerror(errno));
-        return NULL;
-    }
-    htri_t is = H5Fis_hdf5(path);
-    if (is <= 0) {
-        char d[300];
-        h5_detail(d, sizeof d);
-        bad(err, size, "not an HDF5 file (truncated or foreign)%s%s", d[0] ? ": " : "", d);
-        return NULL;
-    }
+    hid_t file = h5_open_readonly(path, err, size);
+    if (file < 0) return NULL;
     ss_cache_reader_t *r = calloc(1, sizeof *r);
     if (!r || !(r->path = strdup(path))) {
         free(r);
-        bad(err, size, "out of memory");
+        H5Fclose(file);
+        cache_why(err, size, "out of memory");
         return NULL;
     }
-    r->file = -1;
-    for (int i = 0; i < R_COUNT; i++) r->ds[i] = -1;
-    r->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (r->file < 0) {
-        char d[300];
-        h5_detail(d, sizeof d);
-        bad(err, size, "cannot open%s%s", d[0] ? ": " : "", d);
-        goto fail;
-    }
+    r->file = file;
+    for (int i = 0; i < R_COUNT; i++)
+        r->ds[i] = -1;
     char *fmt = NULL;
     int rc = h5_get_str(r->file, "format", &fmt);
     if (rc < 0) {
-        bad(err, size, "cannot read the 'format' attribute");
+        cache_why(err, size, "cannot read the 'format' attribute");
         goto fail;
     }
     if (rc == 0) {
         int same = !strcmp(fmt, SS_CACHE_FORMAT);
-        if (!same) bad(err, size, "not a slidestream cache (format = '%.100s')", fmt);
+        if (!same) cache_why(err, size, "not a slidestream cache (format = '%.100s')", fmt);
         free(fmt);
         if (!same) goto fail;
         r->ours = 1;
         int64_t ver = 0;
         if (h5_get_i64(r->file, "version", &ver) != 0 || ver < 1 || ver > SS_CACHE_VERSION) {
-            bad(err, size, "unsupported cache version %lld (this build reads 1..%d)",
-                (long long)ver, SS_CACHE_VERSION);
+            cache_why(err, size, "unsupported cache version %lld (this build reads 1..%d)",
+                      (long long)ver, SS_CACHE_VERSION);
             goto fail;
         }
     }
@@ -148,28 +119,29 @@ static ss_cache_reader_t *open_impl(const char *path, char *err, size_t size)
         if (ex > 0) r->ds[i] = H5Dopen2(r->file, r_name[i], i == R_FEAT && dapl >= 0 ? dapl : H5P_DEFAULT);
         if (ex > 0 && r->ds[i] < 0) {
             if (dapl >= 0) H5Pclose(dapl);
-            bad(err, size, "cannot open dataset '%s'", r_name[i]);
+            cache_why(err, size, "cannot open dataset '%s'", r_name[i]);
             goto fail;
         }
     }
     if (dapl >= 0) H5Pclose(dapl);
     if (r->ds[R_FEAT] < 0) {
-        bad(err, size, "no 'features' dataset");
+        cache_why(err, size, "no 'features' dataset");
         goto fail;
     }
     int64_t dim = 0;
     r->n = check_ds(r, R_FEAT, H5T_FLOAT, -1, -1, &dim, err, size);
     if (r->n < 0) goto fail;
     if (dim < 1 || dim > (1 << 20)) {
-        bad(err, size, "features has an invalid width %lld", (long long)dim);
+        cache_why(err, size, "features has an invalid width %lld", (long long)dim);
         goto fail;
     }
     if (r->ds[R_COORD] < 0) {
-        bad(err, size, "no 'coords' dataset");
+        cache_why(err, size, "no 'coords' dataset");
         goto fail;
     }
     if (r->ours && (r->ds[R_CENT] < 0 || r->ds[R_IDS] < 0)) {
-        bad(err, size, "slidestream cache without '%s'", r->ds[R_CENT] < 0 ? "centres" : "cell_ids");
+        cache_why(err, size, "slidestream cache without '%s'",
+                  r->ds[R_CENT] < 0 ? "centres" : "cell_ids");
         goto fail;
     }
     static const int cols[R_COUNT] = {0, 2, 2, 0, 4, 0};
@@ -215,7 +187,7 @@ static ss_cache_reader_t *open_impl(const char *path, char *err, size_t size)
     r->s_feat = dup_or_empty(r->s_feat);
     r->s_pre = dup_or_empty(r->s_pre);
     if (!r->s_slide || !r->s_split || !r->s_enc || !r->s_hash || !r->s_feat || !r->s_pre) {
-        bad(err, size, "out of memory");
+        cache_why(err, size, "out of memory");
         goto fail;
     }
     r->meta.slide_id = r->s_slide;

@@ -7,8 +7,6 @@
  * owns its HDF5 handles, columns and string copies; accessors hand out borrowed pointers that
  * live as long as the store. */
 #include <assert.h>
-#include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,24 +40,6 @@ struct ss_crop_store {
     int64_t *bag_start; /* (nbags + 1): bag b's cells are bag_cells[bag_start[b] ..) */
     int64_t *bag_cells; /* (n) */
 };
-
-static int bad(char *err, size_t size, const char *fmt, ...) SS_PRINTF(3, 4);
-static int bad(char *err, size_t size, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, size, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
-/* As bad(), with HDF5's innermost message appended when there is one. */
-static int bad_h5(char *err, size_t size, const char *what)
-{
-    char d[400];
-    h5_detail(d, sizeof d);
-    return bad(err, size, "%s%s%s", what, d[0] ? ": " : "", d);
-}
 
 static void free_strings(char **s, int64_t n)
 {
@@ -102,39 +82,35 @@ static hid_t open_checked(hid_t file, const char *name, H5T_class_t cls, int64_t
     htri_t ex = H5Lexists(file, name, H5P_DEFAULT);
     if (ex <= 0) {
         if (ex < 0)
-            bad_h5(err, size, "cannot look up datasets");
+            h5_why(err, size, "cannot look up datasets");
         else
-            bad(err, size, "missing dataset '%s'", name);
+            cache_why(err, size, "missing dataset '%s'", name);
         return -1;
     }
     hid_t d = H5Dopen2(file, name, H5P_DEFAULT);
     if (d < 0) {
         char what[200];
         snprintf(what, sizeof what, "cannot open dataset '%s'", name);
-        bad_h5(err, size, what);
+        h5_why(err, size, what);
         return -1;
     }
-    hid_t t = H5Dget_type(d), sp = H5Dget_space(d);
-    H5T_class_t c = t >= 0 ? H5Tget_class(t) : H5T_NO_CLASS;
-    int rank = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
+    H5T_class_t c;
     hsize_t dims[8] = {0};
-    if (rank >= 1 && rank <= 8) H5Sget_simple_extent_dims(sp, dims, NULL);
-    if (t >= 0) H5Tclose(t);
-    if (sp >= 0) H5Sclose(sp);
+    int rank = h5_ds_shape(d, &c, dims);
     int ok = 0;
     if (c != cls)
-        bad(err, size, "dataset '%s' is not %s", name,
-            cls == H5T_STRING ? "a string array" : "an integer array");
+        cache_why(err, size, "dataset '%s' is not %s", name,
+                  cls == H5T_STRING ? "a string array" : "an integer array");
     else if (cols == 0 && rank != 1)
-        bad(err, size, "dataset '%s' must be 1-D, (N); it has rank %d", name, rank);
+        cache_why(err, size, "dataset '%s' must be 1-D, (N); it has rank %d", name, rank);
     else if (cols > 0 && (rank != 2 || dims[1] != (hsize_t)cols))
-        bad(err, size, "dataset '%s' must be (N, %d)", name, cols);
+        cache_why(err, size, "dataset '%s' must be (N, %d)", name, cols);
     else if (rows >= 0 && dims[0] != (hsize_t)rows)
-        bad(err, size, "dataset '%s' has %llu rows, but the store has %lld %s", name,
-            (unsigned long long)dims[0], (long long)rows, of);
+        cache_why(err, size, "dataset '%s' has %llu rows, but the store has %lld %s", name,
+                  (unsigned long long)dims[0], (long long)rows, of);
     else if (dims[0] > (hsize_t)(INT32_MAX)*64)
-        bad(err, size, "dataset '%s' has an implausible %llu rows", name,
-            (unsigned long long)dims[0]);
+        cache_why(err, size, "dataset '%s' has an implausible %llu rows", name,
+                  (unsigned long long)dims[0]);
     else
         ok = 1;
     if (!ok) {
@@ -155,11 +131,11 @@ static void *read_column(hid_t file, const char *name, int64_t rows, const char 
     size_t elems = (size_t)got * (size_t)(cols > 0 ? cols : 1);
     void *buf = malloc((elems ? elems : 1) * H5Tget_size(memtype));
     if (!buf) {
-        bad(err, size, "out of memory for dataset '%s' (%lld rows)", name, (long long)got);
+        cache_why(err, size, "out of memory for dataset '%s' (%lld rows)", name, (long long)got);
     } else if (elems && H5Dread(d, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
         char what[200];
         snprintf(what, sizeof what, "cannot read dataset '%s'", name);
-        bad_h5(err, size, what);
+        h5_why(err, size, what);
         free(buf);
         buf = NULL;
     }
@@ -181,24 +157,24 @@ static char **read_strings(hid_t file, const char *name, int64_t rows, const cha
     char what[200];
     snprintf(what, sizeof what, "cannot read dataset '%s'", name);
     if (!out || ft < 0) {
-        bad(err, size, "out of memory for dataset '%s'", name);
+        cache_why(err, size, "out of memory for dataset '%s'", name);
     } else if (n == 0) {
         ok = 1;
     } else if (H5Tis_variable_str(ft) > 0) {
         char **v = calloc((size_t)n, sizeof *v);
         mt = H5Tcopy(H5T_C_S1);
         if (!v) {
-            bad(err, size, "out of memory for dataset '%s'", name);
+            cache_why(err, size, "out of memory for dataset '%s'", name);
         } else if (mt < 0 || H5Tset_size(mt, H5T_VARIABLE) < 0 ||
                    H5Tset_cset(mt, H5Tget_cset(ft)) < 0) {
-            bad_h5(err, size, what);
+            h5_why(err, size, what);
         } else if (H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0) {
-            bad_h5(err, size, what);
+            h5_why(err, size, what);
         } else {
             ok = 1;
             for (int64_t i = 0; i < n; i++) {
                 if (ok && !(out[i] = strdup(v[i] ? v[i] : ""))) {
-                    bad(err, size, "out of memory for dataset '%s'", name);
+                    cache_why(err, size, "out of memory for dataset '%s'", name);
                     ok = 0;
                 }
                 if (v[i]) H5free_memory(v[i]);
@@ -210,14 +186,14 @@ static char **read_strings(hid_t file, const char *name, int64_t rows, const cha
         char *buf = w ? malloc((size_t)n * w) : NULL;
         mt = H5Tcopy(ft);
         if (!buf || mt < 0) {
-            bad(err, size, "out of memory for dataset '%s'", name);
+            cache_why(err, size, "out of memory for dataset '%s'", name);
         } else if (H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
-            bad_h5(err, size, what);
+            h5_why(err, size, what);
         } else {
             ok = 1;
             for (int64_t i = 0; i < n && ok; i++)
                 if (!(out[i] = strndup(buf + (size_t)i * w, w))) {
-                    bad(err, size, "out of memory for dataset '%s'", name);
+                    cache_why(err, size, "out of memory for dataset '%s'", name);
                     ok = 0;
                 }
         }
@@ -257,13 +233,13 @@ static int open_crops(ss_crop_store_t *s, char *err, size_t size)
     hsize_t C = (hsize_t)s->size;
     int rc = -1;
     if (tsize != 1 || sign != H5T_SGN_NONE)
-        bad(err, size, "dataset 'crops' is not uint8");
+        cache_why(err, size, "dataset 'crops' is not uint8");
     else if (rank != 4 || dims[1] != C || dims[2] != C || dims[3] != 3)
-        bad(err, size, "dataset 'crops' must be (N, %d, %d, 3) for crop_size %d", s->size, s->size,
-            s->size);
+        cache_why(err, size, "dataset 'crops' must be (N, %d, %d, 3) for crop_size %d", s->size,
+                  s->size, s->size);
     else if ((int64_t)dims[0] != s->n)
-        bad(err, size, "dataset 'crops' has %llu crops, but 'count' says %lld",
-            (unsigned long long)dims[0], (long long)s->n);
+        cache_why(err, size, "dataset 'crops' has %llu crops, but 'count' says %lld",
+                  (unsigned long long)dims[0], (long long)s->n);
     else
         rc = 0;
     if (rc || !one_per_chunk) {
@@ -275,7 +251,7 @@ static int open_crops(ss_crop_store_t *s, char *err, size_t size)
     if (ap >= 0 && H5Pset_chunk_cache(ap, 0, 0, 1.0) >= 0)
         s->crops = H5Dopen2(s->file, "crops", ap);
     if (ap >= 0) H5Pclose(ap);
-    if (s->crops < 0) return bad_h5(err, size, "cannot open dataset 'crops'");
+    if (s->crops < 0) return h5_why(err, size, "cannot open dataset 'crops'");
     return 0;
 }
 
@@ -296,7 +272,7 @@ static int index_cells(ss_crop_store_t *s, char *err, size_t size)
     s->bag_cells = malloc((size_t)(s->n ? s->n : 1) * sizeof *s->bag_cells);
     int rc = -1;
     if (!byid || !s->bag_of || !s->bag_start || !s->bag_cells) {
-        bad(err, size, "out of memory for the bag index");
+        cache_why(err, size, "out of memory for the bag index");
         goto done;
     }
     for (size_t b = 0; b < B; b++) {
@@ -306,22 +282,23 @@ static int index_cells(ss_crop_store_t *s, char *err, size_t size)
     qsort(byid, B, 2 * sizeof *byid, cmp_u32_pair);
     for (size_t b = 1; b < B; b++)
         if (byid[2 * b] == byid[2 * b - 2]) {
-            bad(err, size, "bag id %u appears twice in 'bag_ids'", byid[2 * b]);
+            cache_why(err, size, "bag id %u appears twice in 'bag_ids'", byid[2 * b]);
             goto done;
         }
     for (int64_t i = 0; i < s->n; i++) {
         uint32_t key[2] = {s->bag[i], 0};
         const uint32_t *hit = bsearch(key, byid, B, 2 * sizeof *byid, cmp_u32_pair);
         if (!hit) {
-            bad(err, size, "cell %lld belongs to bag %u, which is not in 'bag_ids'", (long long)i,
-                s->bag[i]);
+            cache_why(err, size, "cell %lld belongs to bag %u, which is not in 'bag_ids'",
+                      (long long)i, s->bag[i]);
             goto done;
         }
         s->bag_of[i] = (int32_t)hit[1];
         s->bag_start[hit[1] + 1]++;
         if (s->source[i] < 0 || s->source[i] >= s->nsources) {
-            bad(err, size, "cell %lld has source index %d, outside the %lld names of 'sources'",
-                (long long)i, s->source[i], (long long)s->nsources);
+            cache_why(err, size,
+                      "cell %lld has source index %d, outside the %lld names of 'sources'",
+                      (long long)i, s->source[i], (long long)s->nsources);
             goto done;
         }
     }
@@ -342,59 +319,47 @@ done:
 /* Opens `path` into a new store, or returns NULL with a reason in err (no ss_error). */
 static ss_crop_store_t *open_impl(const char *path, int expect, char *err, size_t size)
 {
-    if (access(path, R_OK) < 0) {
-        bad(err, size, "%s", strerror(errno));
-        return NULL;
-    }
-    htri_t is = H5Fis_hdf5(path);
-    if (is <= 0) {
-        char d[300];
-        h5_detail(d, sizeof d);
-        bad(err, size, "not an HDF5 file (truncated or another format)%s%s", d[0] ? ": " : "", d);
-        return NULL;
-    }
+    hid_t file = h5_open_readonly(path, err, size);
+    if (file < 0) return NULL;
     ss_crop_store_t *s = calloc(1, sizeof *s);
     if (!s || !(s->path = strdup(path))) {
         free(s);
-        bad(err, size, "out of memory");
+        H5Fclose(file);
+        cache_why(err, size, "out of memory");
         return NULL;
     }
-    s->file = s->crops = s->fspace = s->mspace = -1;
-    s->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (s->file < 0) {
-        bad_h5(err, size, "cannot open (truncated or corrupt?)");
-        goto fail;
-    }
+    s->crops = s->fspace = s->mspace = -1;
+    s->file = file;
     char *fmt = NULL;
     int rc = h5_get_str(s->file, "format", &fmt);
     if (rc != 0) {
         if (rc < 0)
-            bad_h5(err, size, "cannot read the 'format' attribute");
+            h5_why(err, size, "cannot read the 'format' attribute");
         else
-            bad(err, size, "not a slidestream crop store (no 'format' attribute)");
+            cache_why(err, size, "not a slidestream crop store (no 'format' attribute)");
         goto fail;
     }
     int same = !strcmp(fmt, SS_CROPS_FORMAT);
-    if (!same) bad(err, size, "not a slidestream crop store (format = '%.100s')", fmt);
+    if (!same) cache_why(err, size, "not a slidestream crop store (format = '%.100s')", fmt);
     free(fmt);
     if (!same) goto fail;
     int64_t ver = 0, csize = 0, count = -1;
     if (h5_get_i64(s->file, "version", &ver) != 0 || ver < 1 || ver > SS_CROPS_VERSION) {
-        bad(err, size, "unsupported crop store version %lld (this build reads up to %d)",
-            (long long)ver, SS_CROPS_VERSION);
+        cache_why(err, size, "unsupported crop store version %lld (this build reads up to %d)",
+                  (long long)ver, SS_CROPS_VERSION);
         goto fail;
     }
     if (h5_get_i64(s->file, "crop_size", &csize) != 0 || csize < 1 || csize > SS_CROPS_MAX_SIZE) {
-        bad(err, size, "missing or invalid 'crop_size' attribute (%lld)", (long long)csize);
+        cache_why(err, size, "missing or invalid 'crop_size' attribute (%lld)", (long long)csize);
         goto fail;
     }
     if (expect > 0 && csize != expect) {
-        bad(err, size, "the store holds %lld px crops, but %d px crops were asked for",
-            (long long)csize, expect);
+        cache_why(err, size, "the store holds %lld px crops, but %d px crops were asked for",
+                  (long long)csize, expect);
         goto fail;
     }
     if (h5_get_i64(s->file, "count", &count) != 0 || count < 0) {
-        bad(err, size, "missing or invalid 'count' attribute (an unfinished store?)");
+        cache_why(err, size, "missing or invalid 'count' attribute (an unfinished store?)");
         goto fail;
     }
     s->size = (int)csize;
@@ -414,7 +379,7 @@ static ss_crop_store_t *open_impl(const char *path, int expect, char *err, size_
         !(s->bag_ids = read_column(f, "bag_ids", -1, NULL, 0, H5T_NATIVE_UINT32, &nb, err, size)))
         goto fail;
     if (nb > INT32_MAX) {
-        bad(err, size, "implausible bag table of %lld bags", (long long)nb);
+        cache_why(err, size, "implausible bag table of %lld bags", (long long)nb);
         goto fail;
     }
     s->nbags = (int)nb;
@@ -429,7 +394,7 @@ static ss_crop_store_t *open_impl(const char *path, int expect, char *err, size_
     s->fspace = H5Dget_space(s->crops);
     s->mspace = H5Screate_simple(4, one, NULL);
     if (s->fspace < 0 || s->mspace < 0) {
-        bad_h5(err, size, "cannot set up crop reads");
+        h5_why(err, size, "cannot set up crop reads");
         goto fail;
     }
     return s;
