@@ -22,8 +22,12 @@ that move by weight decay alone). The table reports, per method, the worst share
 (|c - t| - ulp) / (RTOL |t| + ATOL max|t|) that an element uses, so e/t <= 1 passes. The
 process exits 1 on any mismatch, naming the method, tensor and element (worst first).
 
-The C library chooses some kernels by the OpenBLAS core it runs on; when OPENBLAS_CORETYPE forces
-one, each method also runs without it (reported as method/native), so both families are tested.
+The test runs under the OpenBLAS settings it inherits: where the environment sets
+OPENBLAS_CORETYPE (this workplace does, because its OpenBLAS build is known to compute wrong
+results with some processors' own kernels), tests must not change it. `--blas both` also runs
+each method without it (method/native), by hand: on this machine's Cooper Lake core that run
+was measured off by up to 1.9% of the largest update in one channel of layer3 for the two-pass
+methods (see docs/nn-core.md), so it is not part of the ctest case.
 
 --noise compares the float32 reference with a float64 one instead of running the C command: the
 size of float32 summation-order noise in this step, from which the tolerances were chosen.
@@ -547,9 +551,9 @@ def main():
     ap.add_argument("--slidestream", default=os.environ.get("SLIDESTREAM", ""))
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    ap.add_argument("--blas", choices=("both", "inherit"), default="both",
-                    help="with OPENBLAS_CORETYPE set, also run without it (both, the default) "
-                         "or only as inherited")
+    ap.add_argument("--blas", choices=("both", "inherit"), default="inherit",
+                    help="with OPENBLAS_CORETYPE set, also run without it (both) or only as "
+                         "inherited (inherit, the default)")
     ap.add_argument("--noise", action="store_true",
                     help="compare float32 PyTorch with float64 PyTorch; do not run the C command")
     args = ap.parse_args()
