@@ -14,7 +14,7 @@ static const ss_mil_ops_t *const archs[SS_MIL_ARCH_COUNT] = {
     [SS_MIL_ABMIL] = NULL,
     [SS_MIL_PAMIL] = NULL,
     [SS_MIL_ABMILX] = NULL,
-    [SS_MIL_DTFD] = NULL,
+    [SS_MIL_DTFD] = &ss_mil_dtfd_ops,
 };
 
 static const char *const arch_names[SS_MIL_ARCH_COUNT] = {"abmil", "pamil", "abmilx", "dtfd"};
