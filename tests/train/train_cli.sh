@@ -95,7 +95,12 @@ resume)
   [ ! -e "$dir/term/encoder.h5" ] || fail "stopped run wrote encoder.h5 (it should not have finished)"
   "$ss" train "${args[@]}" --out "$dir/term" --resume || fail "resume after SIGTERM"
   h5diff "$dir/full/encoder.h5" "$dir/term/encoder.h5" || fail "SIGTERM + resume differs from the uninterrupted run"
-  # --max-steps: stop after 4 steps, resume twice
+  # --max-steps: stop after 4 steps, resume twice (not under the sanitizers: the slowest part,
+  # and the SIGTERM case above already covers the same code there)
+  if [ -n "${ASAN_OPTIONS:-}" ]; then
+    echo "PASS: SIGTERM -> exit 0 + last.h5; the resumed run ends bit-identical (--max-steps case skipped under ASan)"
+    exit 0
+  fi
   "$ss" train "${args[@]}" --out "$dir/ms" --max-steps 4 || fail "--max-steps run"
   "$ss" train "${args[@]}" --out "$dir/ms" --resume --max-steps 7 || fail "resume 1"
   "$ss" train "${args[@]}" --out "$dir/ms" --resume || fail "resume 2"
