@@ -1,0 +1,199 @@
+/* mil — attention MIL aggregators on embedding caches:
+ *   slidestream mil init --arch abmil|pamil|abmilx|dtfd --dim D --out M.h5 [--seed S]
+ *                        [--protos K] [--heads H]
+ *   slidestream mil train --arch A --cache DIR --out DIR [--epochs N] [--lr X] [--seed S]
+ *                         [--val-fraction F]
+ *   slidestream mil predict --model M.h5 --cache DIR --out DIR [--top-k K] [--witnesses CSV]
+ * The models, training and prediction live in lib/mil (mil.h, mil_train.h, mil_predict.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+#include "slidestream/args.h"
+#include "slidestream/error.h"
+#include "slidestream/log.h"
+#include "slidestream/mil.h"
+#include "slidestream/mil_predict.h"
+#include "slidestream/mil_train.h"
+#include "slidestream/nn_layers.h"
+
+static int cmd_init(int argc, char **argv)
+{
+    const char *arch_name = NULL, *out = NULL;
+    int dim = 0, protos = 10, heads = 8, groups = 4, proto_pred = 0, inst_pred = 0;
+    int64_t seed = 1;
+    ss_arg_t args[] = {
+        {"--arch", SS_ARG_STRING, &arch_name, "A", "abmil | pamil | abmilx | dtfd", 0, 0},
+        {"--dim", SS_ARG_INT, &dim, "D", "embedding width of the caches", 1, 1 << 20},
+        {"--out", SS_ARG_STRING, &out, "M.h5", "model checkpoint to write", 0, 0},
+        {"--seed", SS_ARG_I64, &seed, "S", "initialisation seed (default 1)", 0, 0},
+        {"--protos", SS_ARG_INT, &protos, "K", "PAMIL prototypes (default 10)", 1, 1 << 20},
+        {"--heads", SS_ARG_INT, &heads, "H", "ABMILX heads (default 8)", 1, 4096},
+        {"--groups", SS_ARG_INT, &groups, "M", "DTFD pseudo-bags (default 4)", 1, 1 << 20},
+        {"--proto-pred", SS_ARG_FLAG, &proto_pred, NULL, "PAMIL: the prototype branch", 0, 0},
+        {"--inst-pred", SS_ARG_FLAG, &inst_pred, NULL, "PAMIL: the instance loss", 0, 0},
+        {0},
+    };
+    int rc = ss_args_parse(argc, argv, "init --arch A --dim D --out M.h5 [options]", args, NULL,
+                           NULL);
+    if (rc) return rc > 0 ? 0 : (ss_error_report(NULL), 2);
+    ss_mil_arch_t arch;
+    if (ss_args_require("mil init", "--arch", arch_name) ||
+        ss_args_require("mil init", "--out", out) || ss_mil_arch_parse(arch_name, &arch)) {
+        ss_error_report(NULL);
+        return 2;
+    }
+    if (dim < 1) {
+        fprintf(stderr, "slidestream: mil init: --dim D is needed (the caches' feature width)\n");
+        return 2;
+    }
+    ss_mil_config_t c = ss_mil_config_default(arch, dim);
+    c.seed = (uint64_t)seed;
+    c.protos = protos, c.heads = heads, c.groups = groups;
+    c.proto_pred = proto_pred, c.inst_pred = inst_pred;
+    ss_mil_t *m = ss_mil_new(&c);
+    if (!m || ss_mil_save(m, out)) {
+        ss_error_report("mil init failed");
+        ss_mil_destroy(&m);
+        return 1;
+    }
+    printf("%s: %s on %d-wide embeddings, %zu parameters\n", out, arch_name, dim, m->num_params);
+    ss_mil_destroy(&m);
+    return 0;
+}
+
+static int cmd_train(int argc, char **argv)
+{
+    const char *arch_name = NULL, *cache = NULL, *out = NULL, *init = NULL;
+    int epochs = -1, patience = -1, quiet = 0, threads = 0;
+    int protos = 10, heads = 8, groups = 4;
+    int64_t seed = 1;
+    double lr = 0, wd = -1, val = -1;
+    ss_arg_t args[] = {
+        {"--arch", SS_ARG_STRING, &arch_name, "A", "abmil | pamil | abmilx | dtfd", 0, 0},
+        {"--cache", SS_ARG_STRING, &cache, "DIR", "embedding caches: DIR/<slide_id>.h5, one labelled bag each", 0, 0},
+        {"--out", SS_ARG_STRING, &out, "DIR", "model.h5, train.csv, train.svg", 0, 0},
+        {"--init", SS_ARG_STRING, &init, "M.h5", "start from this model (from `mil init`) instead of a fresh one", 0, 0},
+        {"--epochs", SS_ARG_INT, &epochs, "N", "epochs (default 100)", 1, 1000000},
+        {"--lr", SS_ARG_DOUBLE, &lr, "X", "learning rate (default per architecture)", 1e-12, 10},
+        {"--weight-decay", SS_ARG_DOUBLE, &wd, "X", "weight decay (default per architecture)", 0, 10},
+        {"--seed", SS_ARG_I64, &seed, "S", "initialisation, validation split and bag order (default 1)", 0, 0},
+        {"--val-fraction", SS_ARG_DOUBLE, &val, "F", "training bags held out for validation and model selection (default 0.2)", 0, 0.95},
+        {"--patience", SS_ARG_INT, &patience, "N", "stop after N epochs without a better validation loss (default 20; 0 = never)", 0, 1000000},
+        {"--protos", SS_ARG_INT, &protos, "K", "PAMIL prototypes (default 10)", 1, 1 << 20},
+        {"--heads", SS_ARG_INT, &heads, "H", "ABMILX heads (default 8)", 1, 4096},
+        {"--groups", SS_ARG_INT, &groups, "M", "DTFD pseudo-bags (default 4)", 1, 1 << 20},
+        {"--threads", SS_ARG_INT, &threads, "N", "compute threads (default: all cores)", 0, 1024},
+        {"--quiet", SS_ARG_FLAG, &quiet, NULL, "no progress lines", 0, 0},
+        {0},
+    };
+    int rc = ss_args_parse(argc, argv,
+                           "train --arch A --cache DIR --out DIR [options]\n\n"
+                           "Trains an aggregator on the labelled bags of a cache folder (split "
+                           "\"test\" left out), selecting the epoch with the lowest\nvalidation "
+                           "loss on a stratified held-out fraction of them.",
+                           args, NULL, NULL);
+    if (rc) return rc > 0 ? 0 : (ss_error_report(NULL), 2);
+    ss_mil_arch_t arch;
+    if (ss_args_require("mil train", "--arch", arch_name) ||
+        ss_args_require("mil train", "--cache", cache) ||
+        ss_args_require("mil train", "--out", out) || ss_mil_arch_parse(arch_name, &arch)) {
+        ss_error_report(NULL);
+        return 2;
+    }
+    ss_log_set_quiet(quiet);
+    if (threads > 0) ss_nn_set_threads(threads);
+    ss_mil_bags_t bags;
+    if (ss_mil_bags_open(cache, &bags)) {
+        ss_error_report("mil train failed");
+        return 1;
+    }
+    ss_mil_t *m = NULL;
+    if (init) {
+        m = ss_mil_load(init);
+        if (m && m->cfg.arch != arch) {
+            ss_error("mil", "%s is a %s model, not --arch %s", init, ss_mil_arch_name(m->cfg.arch),
+                     arch_name);
+            ss_mil_destroy(&m);
+        }
+    } else {
+        ss_mil_config_t c = ss_mil_config_default(arch, bags.dim);
+        c.seed = (uint64_t)seed;
+        c.protos = protos, c.heads = heads, c.groups = groups;
+        m = ss_mil_new(&c);
+    }
+    ss_mil_train_config_t tc = ss_mil_train_config_default(arch);
+    tc.seed = (uint64_t)seed;
+    tc.quiet = quiet;
+    if (epochs > 0) tc.epochs = epochs;
+    if (lr > 0) tc.lr = lr;
+    if (wd >= 0) tc.weight_decay = wd;
+    if (val >= 0) tc.val_fraction = val;
+    if (patience >= 0) tc.patience = patience;
+    int code = 0;
+    if (!m || ss_mil_fit(m, &bags, &tc, out)) {
+        ss_error_report("mil train failed");
+        code = 1;
+    } else {
+        printf("mil train: %s/model.h5, %s/train.csv, %s/train.svg\n", out, out, out);
+    }
+    ss_mil_destroy(&m);
+    ss_mil_bags_free(&bags);
+    return code;
+}
+
+static int cmd_predict(int argc, char **argv)
+{
+    const char *model = NULL, *cache = NULL, *out = NULL, *wit = NULL;
+    int64_t top_k = 400;
+    int quiet = 0, threads = 0;
+    ss_arg_t args[] = {
+        {"--model", SS_ARG_STRING, &model, "M.h5", "aggregator checkpoint", 0, 0},
+        {"--cache", SS_ARG_STRING, &cache, "DIR", "embedding caches to predict", 0, 0},
+        {"--out", SS_ARG_STRING, &out, "DIR", "bags.csv, instances.csv, metrics.json", 0, 0},
+        {"--top-k", SS_ARG_I64, &top_k, "K", "K of Recall@K (default 400)", 1, 1e12},
+        {"--witnesses", SS_ARG_STRING, &wit, "CSV", "the cells' witness labels (a bag_cells.csv from `bags simulate`): Recall@K", 0, 0},
+        {"--threads", SS_ARG_INT, &threads, "N", "compute threads (default: all cores)", 0, 1024},
+        {"--quiet", SS_ARG_FLAG, &quiet, NULL, "no progress lines", 0, 0},
+        {0},
+    };
+    int rc = ss_args_parse(argc, argv, "predict --model M.h5 --cache DIR --out DIR [options]",
+                           args, NULL, NULL);
+    if (rc) return rc > 0 ? 0 : (ss_error_report(NULL), 2);
+    if (ss_args_require("mil predict", "--model", model) ||
+        ss_args_require("mil predict", "--cache", cache) ||
+        ss_args_require("mil predict", "--out", out)) {
+        ss_error_report(NULL);
+        return 2;
+    }
+    ss_log_set_quiet(quiet);
+    if (threads > 0) ss_nn_set_threads(threads);
+    ss_mil_bags_t bags = {0};
+    ss_mil_witnesses_t *w = NULL;
+    ss_mil_t *m = ss_mil_load(model);
+    int code = 1;
+    if (!m || ss_mil_bags_open(cache, &bags) || (wit && !(w = ss_mil_witnesses_load(wit))))
+        goto done;
+    ss_mil_predict_config_t pc = {.top_k = top_k, .witnesses = w, .quiet = quiet};
+    if (ss_mil_predict(m, &bags, &pc, out)) goto done;
+    printf("mil predict: %zu bags -> %s/bags.csv, %s/instances.csv%s\n", bags.n, out, out,
+           "");
+    code = 0;
+done:
+    if (code) ss_error_report("mil predict failed");
+    ss_mil_witnesses_free(&w);
+    ss_mil_bags_free(&bags);
+    ss_mil_destroy(&m);
+    return code;
+}
+
+int ss_main_mil(int argc, char **argv)
+{
+    if (argc >= 2 && !strcmp(argv[1], "init")) return cmd_init(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "train")) return cmd_train(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "predict")) return cmd_predict(argc - 1, argv + 1);
+    fprintf(stderr, "usage: slidestream mil init|train|predict [options] (see slidestream mil "
+                    "<mode> --help)\n");
+    return 2;
+}
