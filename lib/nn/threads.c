@@ -70,7 +70,8 @@ void ss_nn_check_blas(void)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && !ss_nn_blas_avx512())
         ss_warn("nn: OPENBLAS_CORETYPE=%s makes OpenBLAS use its %s kernel on this AVX-512 CPU: "
-                "sgemm runs at about half speed; unset it to let OpenBLAS pick the CPU's own",
+                "sgemm runs at about half speed (unsetting it lets OpenBLAS pick the CPU's own; "
+                "where it was set because that kernel is unreliable, keep it: docs/nn-core.md)",
                 forced, core);
 #endif
 }

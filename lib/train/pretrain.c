@@ -81,10 +81,7 @@ ss_pretrain_config_t ss_pretrain_config_default(ss_train_method_t method)
 
 static uint64_t mix64(uint64_t z)
 {
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return ss_splitmix64(&z); /* the NN core's mixing step, as a hash of z */
 }
 
 /* perm = a permutation of set (n), a function of (seed, epoch, which) only. */
