@@ -21,6 +21,17 @@ typedef struct ss_mil_witnesses ss_mil_witnesses_t;
 ss_mil_witnesses_t *ss_mil_witnesses_load(const char *csv);
 void ss_mil_witnesses_free(ss_mil_witnesses_t **w);
 
+/* The result files of one run, bag by bag (mil predict, the aggregator stage). */
+typedef struct ss_mil_writer ss_mil_writer_t;
+ss_mil_writer_t *ss_mil_writer_new(const char *out_dir, int64_t top_k,
+                                   const ss_mil_witnesses_t *witnesses);
+/* One bag's rows: logits (2) and attention (b->n) from ss_mil_forward; b needs id, label, n,
+ * centres and cell_ids. Returns the cells' ranks (valid until the next call), NULL on error. */
+const int64_t *ss_mil_writer_bag(ss_mil_writer_t *w, const ss_mil_bag_t *b, const float *logits,
+                                 const float *attention);
+/* Close the CSVs and write metrics.json over the labelled bags; frees and NULLs *w. */
+int ss_mil_writer_finish(ss_mil_writer_t **w, int quiet);
+
 typedef struct {
     int64_t top_k;                        /* K of Recall@K (400 in the paper) */
     const ss_mil_witnesses_t *witnesses;  /* NULL: no Recall@K */
