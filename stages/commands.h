@@ -24,5 +24,6 @@ int ss_main_replay(int argc, char **argv);
 int ss_main_checkpoint(int argc, char **argv);
 int ss_main_train(int argc, char **argv);
 int ss_main_mil(int argc, char **argv);
+int ss_main_aggregator(int argc, char **argv);
 
 #endif

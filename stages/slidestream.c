@@ -19,6 +19,7 @@ static const ss_command_t commands[] = {
     {"count", ss_main_count, "stage: collect and count a stream (completion check)"},
     {"detect", ss_main_detect, "detect cells in slides or images: CSV, GeoJSON, gallery, overlay"},
     {"train", ss_main_train, "stage: train the encoder from slide labels (SLAM-AGS and baselines)"},
+    {"aggregator", ss_main_aggregator, "stage: predict each complete bag with a MIL model, rank its cells"},
     {"mil", ss_main_mil, "attention MIL aggregators on embedding caches: init, train, predict"},
     {"embed", ss_main_embed, "embed cell images with a ResNet checkpoint into one HDF5 file"},
 };

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# mil.cli — the aggregator commands end to end on embedding caches of simulated bags
+# mil.cli — the aggregator commands and the live aggregator stage end to end on embedding caches of simulated bags
 # (pipelines/simulate.conf): for every architecture built in, `mil init`, `mil train` (model.h5,
 # train.csv, train.svg) and `mil predict` (bags.csv, instances.csv, metrics.json with Recall@K);
 # checks the files' headers, that probabilities are softmax probabilities, that each bag's
@@ -66,7 +66,15 @@ print("ok: %s: train.csv %d epochs; %d bags predicted; metrics %s" %
        {k: m[k] for k in ("accuracy", "f1", "roc_auc", "recall_at_k")}))
 PY
 done
-a=${archs%% *}; a=${archs# }; a=${a%% *}
+a=${archs# }; a=${a%% *}
+# the live stage: replay -> aggregator predicts each bag when complete, as `mil predict` does
+"$ss" run "$src/pipelines/aggregate.conf" rundir="$dir/live" cache="$cache" model="$dir/$a/model.h5" \
+    "witnesses=--witnesses $dir/r/bags/bag_cells.csv" --quiet || fail "aggregate pipeline"
+for f in bags.csv instances.csv; do
+  cmp <(sort "$dir/live/predictions/$f") <(sort "$dir/$a-pred/$f") \
+      || fail "the live aggregator's $f differs from mil predict's"
+done
+echo "ok: the live aggregator stage predicts every bag as mil predict does ($a)"
 expect() { # what, expected substring, command...
   local what=$1 want=$2; shift 2
   local out
