@@ -4,10 +4,13 @@
  *   slidestream mil train --arch A --cache DIR --out DIR [--epochs N] [--lr X] [--seed S]
  *                         [--val-fraction F]
  *   slidestream mil predict --model M.h5 --cache DIR --out DIR [--top-k K] [--witnesses CSV]
+ *                           [--geojson] [--heatmaps] [--gallery K] [--slides CSV] [--cells CSV]
  * The models, training and prediction live in lib/mil (mil.h, mil_train.h, mil_predict.h). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "commands.h"
 #include "slidestream/args.h"
@@ -15,6 +18,7 @@
 #include "slidestream/log.h"
 #include "slidestream/mil.h"
 #include "slidestream/mil_predict.h"
+#include "slidestream/mil_results.h"
 #include "slidestream/mil_train.h"
 #include "slidestream/nn_layers.h"
 
@@ -143,17 +147,57 @@ static int cmd_train(int argc, char **argv)
     return code;
 }
 
+/* Per-bag result files of `mil predict` (mil_results.h), from its bag_done callback. */
+typedef struct {
+    const char *out;
+    int geojson, heatmaps, gallery;
+    ss_mil_sources_t *src;
+} results_t;
+
+static int results_bag(const ss_mil_bag_t *b, const float *att, const int64_t *rank,
+                       double probability, void *arg)
+{
+    (void)probability;
+    results_t *R = arg;
+    char p[4096];
+    if (R->geojson) {
+        snprintf(p, sizeof p, "%s/geojson/%s.geojson", R->out, b->id);
+        if (ss_mil_write_geojson(b, att, rank, p)) return -1;
+    }
+    if ((R->heatmaps || R->gallery) && !ss_mil_sources_find(R->src, b->id)) {
+        ss_warn("mil predict: bag %s is neither in --slides nor in --cells: no heatmap or gallery",
+                b->id);
+        return 0;
+    }
+    if (R->heatmaps) {
+        snprintf(p, sizeof p, "%s/heatmaps/%s.png", R->out, b->id);
+        if (ss_mil_write_heatmap(b, att, rank, R->src, 0, p)) return -1;
+    }
+    if (R->gallery) {
+        snprintf(p, sizeof p, "%s/gallery/%s.png", R->out, b->id);
+        if (ss_mil_write_gallery(b, att, rank, R->src, R->gallery, p)) return -1;
+    }
+    return 0;
+}
+
 static int cmd_predict(int argc, char **argv)
 {
     const char *model = NULL, *cache = NULL, *out = NULL, *wit = NULL;
+    const char *slides = NULL, *cells = NULL;
     int64_t top_k = 400;
     int quiet = 0, threads = 0;
+    results_t R = {0};
     ss_arg_t args[] = {
         {"--model", SS_ARG_STRING, &model, "M.h5", "aggregator checkpoint", 0, 0},
         {"--cache", SS_ARG_STRING, &cache, "DIR", "embedding caches to predict", 0, 0},
         {"--out", SS_ARG_STRING, &out, "DIR", "bags.csv, instances.csv, metrics.json", 0, 0},
         {"--top-k", SS_ARG_I64, &top_k, "K", "K of Recall@K (default 400)", 1, 1e12},
         {"--witnesses", SS_ARG_STRING, &wit, "CSV", "the cells' witness labels (a bag_cells.csv from `bags simulate`): Recall@K", 0, 0},
+        {"--geojson", SS_ARG_FLAG, &R.geojson, NULL, "DIR/geojson/<slide_id>.geojson: the cells with their attention (QuPath)", 0, 0},
+        {"--heatmaps", SS_ARG_FLAG, &R.heatmaps, NULL, "DIR/heatmaps/<slide_id>.png: attention rank over the slide thumbnail (or the cells in rank order)", 0, 0},
+        {"--gallery", SS_ARG_INT, &R.gallery, "K", "DIR/gallery/<slide_id>.png: the K most attended cells", 1, 100000},
+        {"--slides", SS_ARG_STRING, &slides, "CSV", "manifest (slide_id,path,label) of the slides, for --heatmaps and --gallery", 0, 0},
+        {"--cells", SS_ARG_STRING, &cells, "CSV", "bag_cells.csv (bag_id,cell_id,path,...) of folder bags, for --heatmaps and --gallery", 0, 0},
         {"--threads", SS_ARG_INT, &threads, "N", "compute threads (default: all cores)", 0, 1024},
         {"--quiet", SS_ARG_FLAG, &quiet, NULL, "no progress lines", 0, 0},
         {0},
@@ -167,6 +211,11 @@ static int cmd_predict(int argc, char **argv)
         ss_error_report(NULL);
         return 2;
     }
+    if ((R.heatmaps || R.gallery) && !slides && !cells) {
+        fprintf(stderr, "slidestream: mil predict: --heatmaps and --gallery need the bags' pixels: "
+                        "--slides MANIFEST (slides) and/or --cells bag_cells.csv (cell images)\n");
+        return 2;
+    }
     ss_log_set_quiet(quiet);
     if (threads > 0) ss_nn_set_threads(threads);
     ss_mil_bags_t bags = {0};
@@ -175,14 +224,30 @@ static int cmd_predict(int argc, char **argv)
     int code = 1;
     if (!m || ss_mil_bags_open(cache, &bags) || (wit && !(w = ss_mil_witnesses_load(wit))))
         goto done;
+    if ((slides || cells) && !(R.src = ss_mil_sources_new(slides, cells))) goto done;
+    R.out = out;
+    char sub[4096];
+    mkdir(out, 0777);
+    for (int i = 0; i < 3; i++) {
+        const char *name[3] = {"geojson", "heatmaps", "gallery"};
+        int on[3] = {R.geojson, R.heatmaps, R.gallery};
+        snprintf(sub, sizeof sub, "%s/%s", out, name[i]);
+        if (on[i] && mkdir(sub, 0777) && errno != EEXIST) {
+            ss_error_system("mil", "cannot create %s", sub);
+            goto done;
+        }
+    }
     ss_mil_predict_config_t pc = {.top_k = top_k, .witnesses = w, .quiet = quiet};
+    if (R.geojson || R.heatmaps || R.gallery) pc.bag_done = results_bag, pc.arg = &R;
     if (ss_mil_predict(m, &bags, &pc, out)) goto done;
-    printf("mil predict: %zu bags -> %s/bags.csv, %s/instances.csv%s\n", bags.n, out, out,
-           "");
+    printf("mil predict: %zu bags -> %s/bags.csv, %s/instances.csv%s%s%s\n", bags.n, out, out,
+           R.geojson ? ", geojson/" : "", R.heatmaps ? ", heatmaps/" : "",
+           R.gallery ? ", gallery/" : "");
     code = 0;
 done:
     if (code) ss_error_report("mil predict failed");
     ss_mil_witnesses_free(&w);
+    ss_mil_sources_free(&R.src);
     ss_mil_bags_free(&bags);
     ss_mil_destroy(&m);
     return code;
