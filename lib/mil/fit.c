@@ -9,6 +9,7 @@
 
 #include "slidestream/error.h"
 #include "slidestream/log.h"
+#include "slidestream/mil_dtfd.h"
 #include "slidestream/mil_eval.h"
 #include "slidestream/mil_train.h"
 #include "slidestream/nn_optim.h"
@@ -51,6 +52,34 @@ static double ce(const float *l, int y)
 {
     double a = l[0], b = l[1], m = a > b ? a : b;
     return m + log(exp(a - m) + exp(b - m)) - (y ? b : a);
+}
+
+/* Gradient-norm clipping: DTFD's reference clips each of its modules on its own (the tier-1
+ * classifier, dimension reduction and attention, and tier 2); other models as one. */
+static void clip_modules(ss_mil_t *m, double max_norm)
+{
+    if (m->cfg.arch != SS_MIL_DTFD) {
+        ss_clip_grad_norm(m->grads, m->num_params, max_norm);
+        return;
+    }
+    for (int mod = 0;; mod++) {
+        double s = 0;
+        int any = 0;
+        for (int i = 0; i < m->table_len; i++) {
+            if (ss_mil_dtfd_module(m, i) != mod) continue;
+            any = 1;
+            const float *g = ss_mil_grad(m, i);
+            for (size_t k = 0; k < ss_ckpt_numel(&m->table[i]); k++) s += (double)g[k] * g[k];
+        }
+        if (!any) break;
+        double total = sqrt(s), scale = max_norm / (total + 1e-6);
+        if (scale >= 1) continue;
+        for (int i = 0; i < m->table_len; i++) {
+            if (ss_mil_dtfd_module(m, i) != mod) continue;
+            float *g = ss_mil_grad(m, i);
+            for (size_t k = 0; k < ss_ckpt_numel(&m->table[i]); k++) g[k] = (float)(g[k] * scale);
+        }
+    }
 }
 
 typedef struct {
@@ -217,7 +246,7 @@ int ss_mil_fit(ss_mil_t *m, ss_mil_bags_t *B, const ss_mil_train_config_t *cfg,
                               loss);
                 goto done;
             }
-            if (cfg->clip > 0) ss_clip_grad_norm(m->grads, m->num_params, cfg->clip);
+            if (cfg->clip > 0) clip_modules(m, cfg->clip);
             ss_optim_step(opt, m->params, m->grads, opt->cfg.lr);
             tl += loss;
             ok += (logits[1] > logits[0]) == b->label;
