@@ -11,9 +11,9 @@
 
 /* Architectures built into this library (NULL: not yet). */
 static const ss_mil_ops_t *const archs[SS_MIL_ARCH_COUNT] = {
-    [SS_MIL_ABMIL] = NULL,
+    [SS_MIL_ABMIL] = &ss_mil_abmil_ops,
     [SS_MIL_PAMIL] = &ss_mil_pamil_ops,
-    [SS_MIL_ABMILX] = NULL,
+    [SS_MIL_ABMILX] = &ss_mil_abmilx_ops,
     [SS_MIL_DTFD] = &ss_mil_dtfd_ops,
 };
 
