@@ -42,6 +42,10 @@ if [ "$mode" = demo ]; then
   echo
   echo "demo output: $out — cache/*.h5 (embeddings), bags/ (bag manifest), masks/*.geojson,"
   echo "  gallery-abnormal.png, overlay-abnormal.png, cells-abnormal.geojson, report.json, logs/"
+  echo "  predictions/: bags.csv (each slide's probability), instances.csv (every cell's attention),"
+  echo "  heatmaps/<slide>.png, gallery/<slide>.png (top 16 cells), geojson/<slide>.geojson (QuPath)"
+  echo "  (encoder and aggregator are untrained here: the pictures show the pipeline, not a diagnosis;"
+  echo "   pipelines/pretrain.conf trains an encoder, \`slidestream mil train\` an aggregator)"
   exit 0
 fi
 [ "$mode" = build ] && exit 0
