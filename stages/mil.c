@@ -4,6 +4,7 @@
  *   slidestream mil train --arch A --cache DIR --out DIR [--epochs N] [--lr X] [--seed S]
  *                         [--val-fraction F]
  *   slidestream mil predict --model M.h5 --cache DIR --out DIR [--top-k K] [--witnesses CSV]
+ *   slidestream mil summary [--out F.json] RUN_DIR...   (mean ± std over runs, e.g. seeds)
  *                           [--geojson] [--heatmaps] [--gallery K] [--slides CSV] [--cells CSV]
  * The models, training and prediction live in lib/mil (mil.h, mil_train.h, mil_predict.h). */
 #include <errno.h>
@@ -17,6 +18,7 @@
 #include "slidestream/error.h"
 #include "slidestream/log.h"
 #include "slidestream/mil.h"
+#include "slidestream/mil_eval.h"
 #include "slidestream/mil_predict.h"
 #include "slidestream/mil_results.h"
 #include "slidestream/mil_train.h"
@@ -253,12 +255,42 @@ done:
     return code;
 }
 
+static int cmd_summary(int argc, char **argv)
+{
+    const char *out = NULL;
+    int npos = 0;
+    char **pos = NULL;
+    ss_arg_t args[] = {
+        {"--out", SS_ARG_STRING, &out, "F.json", "also write the summary as JSON", 0, 0},
+        {0},
+    };
+    int rc = ss_args_parse(argc, argv,
+                           "summary [--out F.json] RUN_DIR...\n\n"
+                           "Mean ± standard deviation over runs (e.g. seeds) of the metrics in "
+                           "each RUN_DIR/metrics.json (`mil predict`).",
+                           args, &npos, &pos);
+    if (rc) return rc > 0 ? 0 : (ss_error_report(NULL), 2);
+    if (npos < 1) {
+        fprintf(stderr, "slidestream: mil summary: give the run folders of `mil predict`\n");
+        free(pos);
+        return 2;
+    }
+    rc = ss_mil_summarize((const char *const *)pos, npos, stdout, out);
+    free(pos);
+    if (rc) {
+        ss_error_report("mil summary failed");
+        return 1;
+    }
+    return 0;
+}
+
 int ss_main_mil(int argc, char **argv)
 {
+    if (argc >= 2 && !strcmp(argv[1], "summary")) return cmd_summary(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "init")) return cmd_init(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "train")) return cmd_train(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "predict")) return cmd_predict(argc - 1, argv + 1);
-    fprintf(stderr, "usage: slidestream mil init|train|predict [options] (see slidestream mil "
+    fprintf(stderr, "usage: slidestream mil init|train|predict|summary [options] (see slidestream mil "
                     "<mode> --help)\n");
     return 2;
 }

@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 double ss_eval_accuracy(const int *pred, const int *label, size_t n);
 double ss_eval_f1(const int *pred, const int *label, size_t n);
@@ -27,5 +28,10 @@ double ss_eval_recall_at_k(const int64_t *rank, const int *witness, size_t n, in
 
 /* mean and sample standard deviation (n - 1; 0 for one value) of the finite values of x. */
 void ss_eval_mean_std(const double *x, size_t n, double *mean, double *std);
+
+/* Mean ± sample standard deviation over runs (e.g. seeds) of the metrics in <run>/metrics.json
+ * (`mil predict`): accuracy, f1, roc_auc, recall_at_k. A table on `table` (may be NULL) and,
+ * when out_json is not NULL, {"runs": n, "<metric>": {"mean", "std", "runs"}, ...}. */
+int ss_mil_summarize(const char *const *runs, int n, FILE *table, const char *out_json);
 
 #endif

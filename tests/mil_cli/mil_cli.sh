@@ -66,6 +66,24 @@ print("ok: %s: train.csv %d epochs; %d bags predicted; metrics %s" %
        {k: m[k] for k in ("accuracy", "f1", "roc_auc", "recall_at_k")}))
 PY
 done
+# mean ± std over runs: here over the architectures' runs, checked against the files
+runs=""; for x in $archs; do runs="$runs $dir/$x-pred"; done
+"$ss" mil summary --out "$dir/summary.json" $runs > "$dir/summary.txt" || fail "mil summary"
+"$py" - "$dir/summary.json" $runs <<'PY' || exit 1
+import json, statistics, sys
+s = json.load(open(sys.argv[1]))
+ms = [json.load(open(d + "/metrics.json")) for d in sys.argv[2:]]
+assert s["runs"] == len(ms)
+for k in ("accuracy", "f1", "roc_auc", "recall_at_k"):
+    vals = [m[k] for m in ms if m[k] is not None]
+    if not vals:
+        assert s[k] is None, k
+        continue
+    assert abs(s[k]["mean"] - statistics.mean(vals)) < 1e-5, (k, s[k], vals)
+    sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+    assert abs(s[k]["std"] - sd) < 1e-5, (k, s[k], vals)
+print("ok: mil summary: mean and sample std of every metric over %d runs" % len(ms))
+PY
 a=${archs# }; a=${a%% *}
 # the live stage: replay -> aggregator predicts each bag when complete, as `mil predict` does
 "$ss" run "$src/pipelines/aggregate.conf" rundir="$dir/live" cache="$cache" model="$dir/$a/model.h5" \
