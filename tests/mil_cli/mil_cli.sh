@@ -9,7 +9,7 @@ ss=${SLIDESTREAM:?}; src=${SS_SOURCE_DIR:?}; py=${SS_PYTHON:-/usr/bin/python3}
 "$py" -c "import h5py, numpy" 2>/dev/null || { echo "SKIP: $py has no h5py/numpy"; exit 77; }
 dir=$(mktemp -d /tmp/ss-mil.XXXXXX)
 trap 'rm -rf "$dir"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+. "$src/tests/cli.sh"  # fail, expect
 
 "$ss" run "$src/pipelines/simulate.conf" rundir="$dir/r" per_class=300 bags=6 test_bags=4 \
     bag_size=30 witness_rate=0.1 --quiet || fail "simulate run"
@@ -93,13 +93,6 @@ for f in bags.csv instances.csv; do
       || fail "the live aggregator's $f differs from mil predict's"
 done
 echo "ok: the live aggregator stage predicts every bag as mil predict does ($a)"
-expect() { # what, expected substring, command...
-  local what=$1 want=$2; shift 2
-  local out
-  out=$("$@" 2>&1) && fail "$what: accepted"
-  echo "$out" | grep -qF -- "$want" || fail "$what: the error does not say '$want': $out"
-  echo "ok: $what: $(echo "$out" | grep -F -- "$want" | head -1)"
-}
 "$ss" mil init --arch "$a" --dim $((dim + 1)) --out "$dir/wide.h5" > /dev/null
 expect "cache of another feature width" "width $dim, the model takes $((dim + 1))" \
     "$ss" mil predict --model "$dir/wide.h5" --cache "$cache" --out "$dir/x"

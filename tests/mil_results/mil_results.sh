@@ -13,7 +13,7 @@ ss=${SLIDESTREAM:?}; src=${SS_SOURCE_DIR:?}; py=${SS_PYTHON:-/usr/bin/python3}
 "$py" -c "import h5py, numpy, PIL" 2>/dev/null || { echo "SKIP: $py has no h5py/numpy/PIL"; exit 77; }
 if [ -n "${SS_KEEP:-}" ]; then dir=$SS_KEEP; rm -rf "$dir"; mkdir -p "$dir"
 else dir=$(mktemp -d /tmp/ss-milres.XXXXXX); trap 'rm -rf "$dir"' EXIT; fi
-fail() { echo "FAIL: $*"; exit 1; }
+. "$src/tests/cli.sh"  # fail, expect
 
 "$ss" run "$src/pipelines/embed.conf" rundir="$dir/s" size=2000 encoders=1 --quiet \
     > "$dir/embed.log" 2>&1 || fail "embed run: $(tail -5 "$dir/embed.log")"
@@ -134,13 +134,6 @@ check("ps", "s/cache", "slide")
 check("pf", "f/cache", "cells")
 PY
 
-expect() { # what, expected substring, command...
-  local what=$1 want=$2; shift 2
-  local out
-  out=$("$@" 2>&1) && fail "$what: accepted"
-  echo "$out" | grep -qF -- "$want" || fail "$what: the error does not say '$want': $out"
-  echo "ok: $what: $(echo "$out" | grep -F -- "$want" | head -1)"
-}
 expect "--heatmaps without pixels" "--slides MANIFEST" \
     "$ss" mil predict --model "$dir/m.h5" --cache "$dir/f/cache" --out "$dir/x" --heatmaps
 printf 'bag_id,cell_id\nnormal_000,a\n' > "$dir/bad.csv"

@@ -10,7 +10,7 @@ mode=${1:?mode}
 ss=${SLIDESTREAM:?}; src=${SS_SOURCE_DIR:?}; py=${SS_PYTHON:-/usr/bin/python3}
 dir=$(mktemp -d /tmp/ss-train.XXXXXX)
 trap 'rm -rf "$dir"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+. "$src/tests/cli.sh"  # fail, expect
 
 # A small run: 4 training bags + 2 test bags of 50 cells at 10% witnesses, 64 px, width 0.25.
 pretrain() { # rundir, extra settings...
@@ -117,13 +117,6 @@ resume)
 bad)
   pretrain "$dir/r" epochs=1 || fail "pretrain pipeline run (to make a crop store)"
   store=$dir/r/train/crops.h5 init=$dir/r/init.h5
-  expect() { # what, expected substring, command...
-    local what=$1 want=$2; shift 2
-    local out
-    out=$("$@" 2>&1) && fail "$what: accepted"
-    echo "$out" | grep -qF -- "$want" || fail "$what: the error does not say '$want': $out"
-    echo "ok: $what: $(echo "$out" | grep -F -- "$want" | head -1)"
-  }
   mkdir -p "$dir/pos" "$dir/neg" "$dir/empty"
   cp "$dir"/r/cells/BLA/BLA_0000[0-2].png "$dir/pos/"
   cp "$dir"/r/cells/LYT/LYT_0000[0-2].png "$dir/neg/"

@@ -12,7 +12,7 @@ ss=${SLIDESTREAM:?}; src=${SS_SOURCE_DIR:?}; py=${SS_PYTHON:-/usr/bin/python3}
 "$py" -c "import h5py, numpy" 2>/dev/null || { echo "SKIP: $py has no h5py/numpy"; exit 77; }
 dir=$(mktemp -d /tmp/ss-probe.XXXXXX)
 trap 'rm -rf "$dir"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+. "$src/tests/cli.sh"  # fail
 
 "$ss" run "$src/pipelines/pretrain.conf" rundir="$dir/r" per_class=800 bags=6 test_bags=2 \
     bag_size=100 witness_rate=0.1 epochs=12 warmup=1 batch=64 lr=0.03 --quiet \
