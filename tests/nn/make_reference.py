@@ -44,6 +44,21 @@ def nt_xent(z, tau):
     return -log_prob[torch.arange(n2), partner].mean()
 
 
+def perturb_batchnorm(model, g):
+    """BN affine weights and running statistics away from their initial 1/0 (drawn from g, in
+    module order), so that a checkpoint that mixed them up would show; also used by
+    tests/train_parity/step_parity.py."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                c = m.num_features
+                m.weight.copy_(1 + 0.2 * torch.randn(c, generator=g))
+                m.bias.copy_(0.1 * torch.randn(c, generator=g))
+                m.running_mean.copy_(0.1 * torch.randn(c, generator=g))
+                m.running_var.copy_(1 + 0.3 * torch.rand(c, generator=g))
+                m.num_batches_tracked.fill_(3)
+
+
 def flat_grads(params):
     """Concatenated gradients, zeros where a parameter got none (as the SLAM-AGS loop does)."""
     return torch.cat([torch.zeros(p.numel()) if p.grad is None else
@@ -56,15 +71,7 @@ def main(out):
     model = torchvision.models.resnet18(num_classes=CLASSES)
     model.projector = nn.Sequential(nn.Linear(512, HID), nn.ReLU(), nn.Linear(HID, OUT))
     g = torch.Generator().manual_seed(99)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                c = m.num_features
-                m.weight.copy_(1 + 0.2 * torch.randn(c, generator=g))
-                m.bias.copy_(0.1 * torch.randn(c, generator=g))
-                m.running_mean.copy_(0.1 * torch.randn(c, generator=g))
-                m.running_var.copy_(1 + 0.3 * torch.rand(c, generator=g))
-                m.num_batches_tracked.fill_(3)
+    perturb_batchnorm(model, g)
     sd = {k: v.detach().clone() for k, v in model.state_dict().items()}
     with h5py.File(f"{out}/ckpt.h5", "w") as f:
         for k, v in sd.items():

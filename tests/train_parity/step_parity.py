@@ -54,6 +54,9 @@ except ImportError as e:
           "python3-pil)")
     sys.exit(77)
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "nn"))
+from make_reference import perturb_batchnorm  # noqa: E402  (the nn.parity fixture's BN set-up)
+
 METHODS = ["slam-ags", "pcgrad", "cagrad", "mgda", "weaksupcon", "simclr", "supervised"]
 TWO_TASK = {"slam-ags", "pcgrad", "cagrad", "mgda"}
 # Forward passes per method: pos v1, pos v2, neg v1, neg v2 | all v1, all v2 | all v1.
@@ -91,16 +94,7 @@ def build_model():
 def make_model(seed):
     torch.manual_seed(seed)
     model = build_model()
-    g = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                c = m.num_features
-                m.weight.copy_(1 + 0.2 * torch.randn(c, generator=g))
-                m.bias.copy_(0.1 * torch.randn(c, generator=g))
-                m.running_mean.copy_(0.1 * torch.randn(c, generator=g))
-                m.running_var.copy_(1 + 0.3 * torch.rand(c, generator=g))
-                m.num_batches_tracked.fill_(3)
+    perturb_batchnorm(model, torch.Generator().manual_seed(seed + 1))
     return model
 
 
