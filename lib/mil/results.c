@@ -331,6 +331,16 @@ static void json_string(FILE *f, const char *s)
     fputc('"', f);
 }
 
+/* Moves the written TMP onto PATH, so that PATH is never seen half written. */
+static int publish(const char *tmp, const char *path)
+{
+    if (rename(tmp, path)) {
+        remove(tmp);
+        return ss_error_system(DOM, "cannot rename %s to %s", tmp, path);
+    }
+    return 0;
+}
+
 static int finish_file(FILE *f, const char *tmp, const char *path)
 {
     int bad = ferror(f);
@@ -338,11 +348,7 @@ static int finish_file(FILE *f, const char *tmp, const char *path)
         remove(tmp);
         return ss_error_system(DOM, "cannot write %s", path);
     }
-    if (rename(tmp, path)) {
-        remove(tmp);
-        return ss_error_system(DOM, "cannot rename %s to %s", tmp, path);
-    }
-    return 0;
+    return publish(tmp, path);
 }
 
 /* PNG through libvips, which chooses the format by suffix: the temporary name keeps ".png". */
@@ -354,19 +360,34 @@ static int save_png(const char *path, const uint8_t *rgb, int w, int h)
         remove(tmp);
         return ss_error(DOM, "cannot write %s", path);
     }
-    if (rename(tmp, path)) {
-        remove(tmp);
-        return ss_error_system(DOM, "cannot rename %s to %s", tmp, path);
-    }
-    return 0;
+    return publish(tmp, path);
 }
 
-/* PATH with its .png suffix (if any) replaced by .csv. */
-static void sidecar(const char *path, char *out, size_t size)
+/* Opens PATH's temporary file TMP ("PATH.tmp", which finish_file renames onto PATH) for
+ * writing; NULL with the error set. */
+static FILE *open_tmp(const char *path, char *tmp, size_t size)
 {
+    snprintf(tmp, size, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) ss_error_system(DOM, "cannot write %s", tmp);
+    return f;
+}
+
+/* A picture's CSV sidecar: PATH is the picture's with its .png suffix (if any) replaced by
+ * .csv, written through TMP (open_tmp, then finish_file). */
+typedef struct {
+    char path[4200], tmp[4300];
+    FILE *f;
+} sidecar_t;
+
+/* Saves the picture PATH (rgb, w x h) and opens its sidecar; -1 with the error set. */
+static int save_png_sidecar(sidecar_t *sc, const char *path, const uint8_t *rgb, int w, int h)
+{
+    if (save_png(path, rgb, w, h)) return -1;
     size_t n = strlen(path);
     if (n > 4 && !strcmp(path + n - 4, ".png")) n -= 4;
-    snprintf(out, size, "%.*s.csv", (int)n, path);
+    snprintf(sc->path, sizeof sc->path, "%.*s.csv", (int)n, path);
+    return (sc->f = open_tmp(sc->path, sc->tmp, sizeof sc->tmp)) ? 0 : -1;
 }
 
 /* ---- GeoJSON -------------------------------------------------------------------------------- */
@@ -378,9 +399,8 @@ int ss_mil_write_geojson(const ss_mil_bag_t *b, const float *att, const int64_t 
     if (bag_geom(b, &g)) return -1;
     double r = g.patch0 > 0 ? g.patch0 / 4.0 : 8.0;
     char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return ss_error_system(DOM, "cannot write %s", tmp);
+    FILE *f = open_tmp(path, tmp, sizeof tmp);
+    if (!f) return -1;
     if (ss_geojson_begin(f)) {
         fclose(f);
         remove(tmp);
@@ -416,6 +436,17 @@ int ss_mil_write_geojson(const ss_mil_bag_t *b, const float *att, const int64_t 
 }
 
 /* ---- heatmap -------------------------------------------------------------------------------- */
+
+/* Where the pixels of bag B's picture WHAT come from; SS_MIL_SOURCE_NONE with the error set. */
+static ss_mil_source_t picture_source(const ss_mil_sources_t *src, const ss_mil_bag_t *b,
+                                      const char *what)
+{
+    ss_mil_source_t kind = ss_mil_sources_find(src, b->id);
+    if (kind == SS_MIL_SOURCE_NONE)
+        ss_error(DOM, "bag %s: no slide (manifest) or cell images (bag_cells.csv) for a %s",
+                 b->id, what);
+    return kind;
+}
 
 static ss_slide_t *open_bag_slide(const ss_mil_sources_t *src, const ss_mil_bag_t *b,
                                   const geom_t *g)
@@ -453,10 +484,8 @@ static void colour_bar(uint8_t *rgb, int w, int h, int x, int y, int bw, int bh,
 int ss_mil_write_heatmap(const ss_mil_bag_t *b, const float *att, const int64_t *rank,
                          const ss_mil_sources_t *src, int max_size, const char *path)
 {
-    ss_mil_source_t kind = ss_mil_sources_find(src, b->id);
-    if (kind == SS_MIL_SOURCE_NONE)
-        return ss_error(DOM, "bag %s: no slide (manifest) or cell images (bag_cells.csv) for a "
-                             "heatmap", b->id);
+    ss_mil_source_t kind = picture_source(src, b, "heatmap");
+    if (kind == SS_MIL_SOURCE_NONE) return -1;
     if (b->n < 1) return ss_error(DOM, "bag %s: no cells for a heatmap", b->id);
     if (max_size <= 0) max_size = 1024;
     geom_t g = {0};
@@ -553,22 +582,16 @@ int ss_mil_write_heatmap(const ss_mil_bag_t *b, const float *att, const int64_t 
     bar_y = 4 * scale, bar_h = H - 8 * scale;
     colour_bar(canvas, W, H, bar_x, bar_y, 24 * scale, bar_h, scale, n, att[order[0]],
                att[order[n - 1]]);
-    if ((rc = save_png(path, canvas, W, H))) goto done;
-    char csv[4200], tmp[4300];
-    sidecar(path, csv, sizeof csv);
-    snprintf(tmp, sizeof tmp, "%s.tmp", csv);
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        rc = ss_error_system(DOM, "cannot write %s", tmp);
-        goto done;
-    }
+    sidecar_t sc;
+    if ((rc = save_png_sidecar(&sc, path, canvas, W, H))) goto done;
+    FILE *f = sc.f;
     fprintf(f, "cell_id,rank,attention,px,py\n");
     for (int64_t k = 0; k < n; k++) {
         int64_t c = order[k];
         fprintf(f, "%llu,%lld,%.8g,%.1f,%.1f\n", (unsigned long long)b->cell_ids[c],
                 (long long)(k + 1), att[c], px[2 * c], px[2 * c + 1]);
     }
-    rc = finish_file(f, tmp, csv);
+    rc = finish_file(f, sc.tmp, sc.path);
 done:
     ss_thumb_destroy(&th);
     ss_slide_destroy(&s);
@@ -581,10 +604,8 @@ done:
 int ss_mil_write_gallery(const ss_mil_bag_t *b, const float *att, const int64_t *rank,
                          const ss_mil_sources_t *src, int k, const char *path)
 {
-    ss_mil_source_t kind = ss_mil_sources_find(src, b->id);
-    if (kind == SS_MIL_SOURCE_NONE)
-        return ss_error(DOM, "bag %s: no slide (manifest) or cell images (bag_cells.csv) for a "
-                             "gallery", b->id);
+    ss_mil_source_t kind = picture_source(src, b, "gallery");
+    if (kind == SS_MIL_SOURCE_NONE) return -1;
     if (k < 1) return ss_error(DOM, "bag %s: gallery of %d cells", b->id, k);
     if (b->n < 1) return ss_error(DOM, "bag %s: no cells for a gallery", b->id);
     if (k > b->n) k = (int)b->n;
@@ -660,15 +681,9 @@ int ss_mil_write_gallery(const ss_mil_bag_t *b, const float *att, const int64_t 
         fill_rect(canvas, W, H, x, y + D + 13, D, 6, track);
         fill_rect(canvas, W, H, x, y + D + 13, len, 6, col);
     }
-    if (rc || (rc = save_png(path, canvas, W, H))) goto done;
-    char csv[4200], tmp[4300];
-    sidecar(path, csv, sizeof csv);
-    snprintf(tmp, sizeof tmp, "%s.tmp", csv);
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        rc = ss_error_system(DOM, "cannot write %s", tmp);
-        goto done;
-    }
+    sidecar_t sc;
+    if (rc || (rc = save_png_sidecar(&sc, path, canvas, W, H))) goto done;
+    FILE *f = sc.f;
     fprintf(f, "tile,rank,cell_id,x,y,attention,image\n");
     for (int i = 0; i < k; i++) {
         int64_t c = order[i];
@@ -687,7 +702,7 @@ int ss_mil_write_gallery(const ss_mil_bag_t *b, const float *att, const int64_t 
         }
         fputc('\n', f);
     }
-    rc = finish_file(f, tmp, csv);
+    rc = finish_file(f, sc.tmp, sc.path);
 done:
     ss_slide_destroy(&s);
     free(order), free(paths), free(canvas), free(crop), free(tile);
