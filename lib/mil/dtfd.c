@@ -240,16 +240,20 @@ static void gate_forward(float *e, float *av, float *au, const float *h, float *
     }
 }
 
-/* Gated attention backward, element-wise part: from de (rows), turn av and au IN PLACE into the
- * gradients of their pre-activations, and accumulate w's gradient into dw (A, double) and b_w's
- * into *db. The Linear parts follow with av/au as dout. */
-static void gate_backward_pointwise(float *av, float *au, double *dw, double *db, const float *de,
-                                    const float *w, int rows, int A)
+/* Gated attention backward, element-wise part, for the attention whose parameters start at AT:
+ * from de (rows), turn av and au IN PLACE into the gradients of their pre-activations, and add
+ * the gradients of w and b_w (summed in dw, A doubles of scratch). The Linear parts follow with
+ * av/au as dout. */
+static void gate_backward_pointwise(ss_mil_t *m, int at, float *av, float *au, double *dw,
+                                    const float *de, int rows, int A)
 {
+    const float *w = ss_mil_param(m, at + G_WW);
+    double db = 0;
+    memset(dw, 0, (size_t)A * sizeof *dw);
     for (int i = 0; i < rows; i++) {
         float d = de[i];
         float *a = av + (size_t)i * A, *u = au + (size_t)i * A;
-        *db += d;
+        db += d;
         for (int k = 0; k < A; k++) {
             float ak = a[k], uk = u[k], dg = d * w[k];
             dw[k] += (double)d * ak * uk;
@@ -257,6 +261,10 @@ static void gate_backward_pointwise(float *av, float *au, double *dw, double *db
             u[k] = dg * ak * uk * (1.0f - uk);
         }
     }
+    float *gw = ss_mil_grad(m, at + G_WW);
+    for (int k = 0; k < A; k++)
+        gw[k] += (float)dw[k];
+    ss_mil_grad(m, at + G_WB)[0] += (float)db;
 }
 
 /* Cross-entropy of 2 logits for label y: the loss, and (p - onehot) * scale into dlogit. */
@@ -462,13 +470,7 @@ static void backward_tier1(ss_mil_t *m, dtfd_t *t, int y)
     }
 
     const int at = P_AT;
-    double db = 0;
-    memset(t->dw, 0, (size_t)A * sizeof(double));
-    gate_backward_pointwise(t->av, t->au, t->dw, &db, t->de, ss_mil_param(m, at + G_WW), n, A);
-    float *dw = ss_mil_grad(m, at + G_WW);
-    for (int k = 0; k < A; k++)
-        dw[k] += (float)t->dw[k];
-    ss_mil_grad(m, at + G_WB)[0] += (float)db;
+    gate_backward_pointwise(m, at, t->av, t->au, t->dw, t->de, n, A);
 
     /* the input side in blocks: dh = dV V + dU U + alpha df, masked by ReLU, then W1 */
     for (int b0 = 0; b0 < n; b0 += BWD_BLOCK) {
@@ -512,13 +514,7 @@ static void backward_tier2(ss_mil_t *m, dtfd_t *t, int y)
     ss_softmax_backward(t->dbeta, t->dbeta, t->beta, 1, M); /* now d e2 */
 
     const int at = P_T2;
-    double db = 0;
-    memset(t->dw, 0, (size_t)A * sizeof(double));
-    gate_backward_pointwise(t->av2, t->au2, t->dw, &db, t->dbeta, ss_mil_param(m, at + G_WW), M, A);
-    float *dw = ss_mil_grad(m, at + G_WW);
-    for (int k = 0; k < A; k++)
-        dw[k] += (float)t->dw[k];
-    ss_mil_grad(m, at + G_WB)[0] += (float)db;
+    gate_backward_pointwise(m, at, t->av2, t->au2, t->dw, t->dbeta, M, A);
     ss_linear_backward(NULL, ss_mil_grad(m, at + G_VW), ss_mil_grad(m, at + G_VB), t->av2, t->f,
                        ss_mil_param(m, at + G_VW), M, L, A);
     ss_linear_backward(NULL, ss_mil_grad(m, at + G_UW), ss_mil_grad(m, at + G_UB), t->au2, t->f,
