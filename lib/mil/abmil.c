@@ -47,29 +47,20 @@ typedef struct {
     float *dz;     /* [H] */
 } abmil_t;
 
-static void spec(ss_mil_tensor_spec_t *s, const char *name, int ndim, int64_t a, int64_t b)
-{
-    memset(s, 0, sizeof *s);
-    snprintf(s->name, sizeof s->name, "%s", name);
-    s->ndim = ndim;
-    s->shape[0] = a;
-    s->shape[1] = b;
-}
-
 static int layout(const ss_mil_config_t *c, ss_mil_tensor_spec_t *s)
 {
     if (c->attn < 1) return ss_error(DOM, "abmil: attention width %d must be positive", c->attn);
     if (s) {
-        spec(&s[P_W0], "attention_net.0.weight", 2, c->hidden, c->dim);
-        spec(&s[P_B0], "attention_net.0.bias", 1, c->hidden, 0);
-        spec(&s[P_WA], "attention_net.3.attention_a.0.weight", 2, c->attn, c->hidden);
-        spec(&s[P_BA], "attention_net.3.attention_a.0.bias", 1, c->attn, 0);
-        spec(&s[P_WB], "attention_net.3.attention_b.0.weight", 2, c->attn, c->hidden);
-        spec(&s[P_BB], "attention_net.3.attention_b.0.bias", 1, c->attn, 0);
-        spec(&s[P_WC], "attention_net.3.attention_c.weight", 2, 1, c->attn);
-        spec(&s[P_BC], "attention_net.3.attention_c.bias", 1, 1, 0);
-        spec(&s[P_CLW], "classifiers.weight", 2, SS_MIL_CLASSES, c->hidden);
-        spec(&s[P_CLB], "classifiers.bias", 1, SS_MIL_CLASSES, 0);
+        ss_mil_spec(&s[P_W0], "attention_net.0.weight", 2, c->hidden, c->dim);
+        ss_mil_spec(&s[P_B0], "attention_net.0.bias", 1, c->hidden, 0);
+        ss_mil_spec(&s[P_WA], "attention_net.3.attention_a.0.weight", 2, c->attn, c->hidden);
+        ss_mil_spec(&s[P_BA], "attention_net.3.attention_a.0.bias", 1, c->attn, 0);
+        ss_mil_spec(&s[P_WB], "attention_net.3.attention_b.0.weight", 2, c->attn, c->hidden);
+        ss_mil_spec(&s[P_BB], "attention_net.3.attention_b.0.bias", 1, c->attn, 0);
+        ss_mil_spec(&s[P_WC], "attention_net.3.attention_c.weight", 2, 1, c->attn);
+        ss_mil_spec(&s[P_BC], "attention_net.3.attention_c.bias", 1, 1, 0);
+        ss_mil_spec(&s[P_CLW], "classifiers.weight", 2, SS_MIL_CLASSES, c->hidden);
+        ss_mil_spec(&s[P_CLB], "classifiers.bias", 1, SS_MIL_CLASSES, 0);
     }
     return P_COUNT;
 }
@@ -119,15 +110,7 @@ static size_t plan(abmil_t *t, const ss_mil_config_t *c, int n, int train, float
 static int reserve(abmil_t *t, const ss_mil_config_t *c, int n, int train)
 {
     size_t need = plan(t, c, n, train, NULL);
-    if (need > t->cap) {
-        free(t->buf);
-        t->cap = 0;
-        t->buf = aligned_alloc(64, need * sizeof(float));
-        if (!t->buf)
-            return ss_error(DOM, "abmil: out of memory for a bag of %d cells (%.1f MiB)", n,
-                            need * 4.0 / 1048576.0);
-        t->cap = need;
-    }
+    if (ss_mil_buffer_grow(&t->buf, &t->cap, need, "abmil", n)) return -1;
     plan(t, c, n, train, t->buf);
     t->n = n, t->train = train;
     return 0;
@@ -187,11 +170,8 @@ static int backward(ss_mil_t *m, int y, double *loss)
     const ss_mil_config_t *c = &m->cfg;
     const int n = t->n, H = c->hidden, A = c->attn;
 
-    double l0 = t->logits[0], l1 = t->logits[1], mx = l0 > l1 ? l0 : l1;
-    double e0 = exp(l0 - mx), e1 = exp(l1 - mx), lse = mx + log(e0 + e1);
-    *loss = lse - (y ? l1 : l0);
-    float dlog[SS_MIL_CLASSES] = {(float)(e0 / (e0 + e1) - (y == 0)),
-                                  (float)(e1 / (e0 + e1) - (y == 1))};
+    float dlog[SS_MIL_CLASSES];
+    *loss = ss_mil_cross_entropy(dlog, t->logits, y, 1.0f);
     ss_linear_backward(t->dz, GRD(P_CLW), GRD(P_CLB), dlog, t->z, PRM(P_CLW), 1, H, SS_MIL_CLASSES);
 
     /* pooling z = α^T h: dα_i = dz · h_i, dh_i = α_i dz (dh starts here) */

@@ -409,15 +409,6 @@ static dims_t dims_of(const ss_mil_config_t *c)
     return s;
 }
 
-static void spec(ss_mil_tensor_spec_t *s, const char *name, int ndim, int64_t a, int64_t b)
-{
-    memset(s, 0, sizeof *s);
-    snprintf(s->name, sizeof s->name, "%s", name);
-    s->ndim = ndim;
-    s->shape[0] = a;
-    s->shape[1] = b;
-}
-
 static int layout(const ss_mil_config_t *c, ss_mil_tensor_spec_t *s)
 {
     if (c->hidden % c->heads)
@@ -425,20 +416,20 @@ static int layout(const ss_mil_config_t *c, ss_mil_tensor_spec_t *s)
                         c->heads);
     dims_t m = dims_of(c);
     if (s) {
-        spec(&s[P_QK], "attn_plus_fn.qk.weight", 2, 2 * m.d, m.d);
-        spec(&s[P_V], "attn_plus_fn.v.weight", 2, 1, 1);
-        spec(&s[P_LNW], "attn_plus_fn.norm_x.weight", 1, m.d, 0);
-        spec(&s[P_LNB], "attn_plus_fn.norm_x.bias", 1, m.d, 0);
-        spec(&s[P_FW], "feature.0.weight", 2, m.C, m.D);
-        spec(&s[P_FB], "feature.0.bias", 1, m.C, 0);
-        spec(&s[P_W1], "attention.fc1.weight", 2, m.Dp, m.d);
-        spec(&s[P_B1], "attention.fc1.bias", 1, m.Dp, 0);
-        spec(&s[P_W2], "attention.fc2.weight", 2, 1, m.Dp);
-        spec(&s[P_B2], "attention.fc2.bias", 1, 1, 0);
-        spec(&s[P_PW], "proj.weight", 2, m.C, m.C);
-        spec(&s[P_PB], "proj.bias", 1, m.C, 0);
-        spec(&s[P_CW], "classifier.weight", 2, SS_MIL_CLASSES, m.C);
-        spec(&s[P_CB], "classifier.bias", 1, SS_MIL_CLASSES, 0);
+        ss_mil_spec(&s[P_QK], "attn_plus_fn.qk.weight", 2, 2 * m.d, m.d);
+        ss_mil_spec(&s[P_V], "attn_plus_fn.v.weight", 2, 1, 1);
+        ss_mil_spec(&s[P_LNW], "attn_plus_fn.norm_x.weight", 1, m.d, 0);
+        ss_mil_spec(&s[P_LNB], "attn_plus_fn.norm_x.bias", 1, m.d, 0);
+        ss_mil_spec(&s[P_FW], "feature.0.weight", 2, m.C, m.D);
+        ss_mil_spec(&s[P_FB], "feature.0.bias", 1, m.C, 0);
+        ss_mil_spec(&s[P_W1], "attention.fc1.weight", 2, m.Dp, m.d);
+        ss_mil_spec(&s[P_B1], "attention.fc1.bias", 1, m.Dp, 0);
+        ss_mil_spec(&s[P_W2], "attention.fc2.weight", 2, 1, m.Dp);
+        ss_mil_spec(&s[P_B2], "attention.fc2.bias", 1, 1, 0);
+        ss_mil_spec(&s[P_PW], "proj.weight", 2, m.C, m.C);
+        ss_mil_spec(&s[P_PB], "proj.bias", 1, m.C, 0);
+        ss_mil_spec(&s[P_CW], "classifier.weight", 2, SS_MIL_CLASSES, m.C);
+        ss_mil_spec(&s[P_CB], "classifier.bias", 1, SS_MIL_CLASSES, 0);
     }
     return P_COUNT;
 }
@@ -512,15 +503,7 @@ static int reserve(ss_mil_t *m, abx_t *t, const dims_t *dm, int n, int train)
 {
     int slots = omp_get_max_threads();
     size_t need = plan(t, dm, n, train, slots, NULL);
-    if (need > t->cap) {
-        free(t->buf);
-        t->cap = 0;
-        t->buf = aligned_alloc(64, need * sizeof(float));
-        if (!t->buf)
-            return ss_error(DOM, "abmilx: out of memory for a bag of %d cells (%.1f MiB)", n,
-                            need * 4.0 / 1048576.0);
-        t->cap = need;
-    }
+    if (ss_mil_buffer_grow(&t->buf, &t->cap, need, "abmilx", n)) return -1;
     plan(t, dm, n, train, slots, t->buf);
     t->n = n, t->train = train, t->slots = slots;
     return 0;
@@ -600,11 +583,8 @@ static int backward(ss_mil_t *m, int y, double *loss)
     const size_t nh = (size_t)n * h;
 
     /* cross-entropy on the two logits */
-    double l0 = t->logits[0], l1 = t->logits[1], mx = l0 > l1 ? l0 : l1;
-    double e0 = exp(l0 - mx), e1 = exp(l1 - mx), lse = mx + log(e0 + e1);
-    *loss = lse - (y ? l1 : l0);
-    float dlog[SS_MIL_CLASSES] = {(float)(e0 / (e0 + e1) - (y == 0)),
-                                  (float)(e1 / (e0 + e1) - (y == 1))};
+    float dlog[SS_MIL_CLASSES];
+    *loss = ss_mil_cross_entropy(dlog, t->logits, y, 1.0f);
     ss_linear_backward(t->dz2, GRD(P_CW), GRD(P_CB), dlog, t->z2, PRM(P_CW), 1, C, SS_MIL_CLASSES);
     ss_linear_backward(t->dz, GRD(P_PW), GRD(P_PB), t->dz2, t->z, PRM(P_PW), 1, C, C);
 

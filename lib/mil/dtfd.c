@@ -83,14 +83,6 @@ typedef struct {
 
 /* ---- layout and init ------------------------------------------------------------------------- */
 
-static void spec(ss_mil_tensor_spec_t *s, const char *name, int ndim, int64_t a, int64_t b)
-{
-    snprintf(s->name, sizeof s->name, "%s", name);
-    s->ndim = ndim;
-    s->shape[0] = a;
-    s->shape[1] = b;
-}
-
 static void gate_specs(ss_mil_tensor_spec_t *s, const char *prefix, int L, int A)
 {
     static const char *const names[6] = {"attention_V.0.weight",     "attention_V.0.bias",
@@ -101,7 +93,7 @@ static void gate_specs(ss_mil_tensor_spec_t *s, const char *prefix, int L, int A
     for (int i = 0; i < 6; i++) {
         char name[64];
         snprintf(name, sizeof name, "%s%s", prefix, names[i]);
-        spec(&s[i], name, ndims[i], rows[i], cols[i]);
+        ss_mil_spec(&s[i], name, ndims[i], rows[i], cols[i]);
     }
 }
 
@@ -110,13 +102,13 @@ static int dtfd_layout(const ss_mil_config_t *cfg, ss_mil_tensor_spec_t *s)
     if (cfg->attn < 1) return ss_error(DOM, "dtfd: attention width %d must be positive", cfg->attn);
     if (!s) return P_COUNT;
     const int L = cfg->hidden, A = cfg->attn;
-    spec(&s[P_CLS_W], "classifier.fc.weight", 2, SS_MIL_CLASSES, L);
-    spec(&s[P_CLS_B], "classifier.fc.bias", 1, SS_MIL_CLASSES, 0);
-    spec(&s[P_DR_W], "dim_reduction.fc1.weight", 2, L, cfg->dim);
+    ss_mil_spec(&s[P_CLS_W], "classifier.fc.weight", 2, SS_MIL_CLASSES, L);
+    ss_mil_spec(&s[P_CLS_B], "classifier.fc.bias", 1, SS_MIL_CLASSES, 0);
+    ss_mil_spec(&s[P_DR_W], "dim_reduction.fc1.weight", 2, L, cfg->dim);
     gate_specs(&s[P_AT], "attention.", L, A);
     gate_specs(&s[P_T2], "att_classifier.attention.", L, A);
-    spec(&s[P_T2_CW], "att_classifier.classifier.fc.weight", 2, SS_MIL_CLASSES, L);
-    spec(&s[P_T2_CB], "att_classifier.classifier.fc.bias", 1, SS_MIL_CLASSES, 0);
+    ss_mil_spec(&s[P_T2_CW], "att_classifier.classifier.fc.weight", 2, SS_MIL_CLASSES, L);
+    ss_mil_spec(&s[P_T2_CB], "att_classifier.classifier.fc.bias", 1, SS_MIL_CLASSES, 0);
     return P_COUNT;
 }
 
@@ -265,16 +257,6 @@ static void gate_backward_pointwise(ss_mil_t *m, int at, float *av, float *au, d
     for (int k = 0; k < A; k++)
         gw[k] += (float)dw[k];
     ss_mil_grad(m, at + G_WB)[0] += (float)db;
-}
-
-/* Cross-entropy of 2 logits for label y: the loss, and (p - onehot) * scale into dlogit. */
-static double cross_entropy(float *dlogit, const float *logit, int y, float scale)
-{
-    double mx = fmax(logit[0], logit[1]);
-    double e0 = exp(logit[0] - mx), e1 = exp(logit[1] - mx), s = e0 + e1;
-    dlogit[0] = (float)((e0 / s - (y == 0)) * scale);
-    dlogit[1] = (float)((e1 / s - (y == 1)) * scale);
-    return mx + log(s) - logit[y];
 }
 
 /* Tier 2 forward on the M features f (M, L): beta = softmax of the gated scores, z = beta f,
@@ -444,7 +426,7 @@ static void backward_tier1(ss_mil_t *m, dtfd_t *t, int y)
     const int n = t->n, M = t->groups, D = m->cfg.dim, L = m->cfg.hidden, A = m->cfg.attn;
     double loss = 0;
     for (int g = 0; g < M; g++)
-        loss += cross_entropy(t->dlg0 + 2 * g, t->lg0 + 2 * g, y, 1.0f / M);
+        loss += ss_mil_cross_entropy(t->dlg0 + 2 * g, t->lg0 + 2 * g, y, 1.0f / M);
     t->loss0 = loss / M;
     ss_linear_backward(t->df, ss_mil_grad(m, P_CLS_W), ss_mil_grad(m, P_CLS_B), t->dlg0, t->f,
                        ss_mil_param(m, P_CLS_W), M, L, SS_MIL_CLASSES);
@@ -501,7 +483,7 @@ static void backward_tier2(ss_mil_t *m, dtfd_t *t, int y)
 {
     const int M = t->groups, L = m->cfg.hidden, A = m->cfg.attn;
     float dlg1[2];
-    t->loss1 = cross_entropy(dlg1, t->lg1, y, 1.0f);
+    t->loss1 = ss_mil_cross_entropy(dlg1, t->lg1, y, 1.0f);
     ss_linear_backward(t->dz, ss_mil_grad(m, P_T2_CW), ss_mil_grad(m, P_T2_CB), dlg1, t->z,
                        ss_mil_param(m, P_T2_CW), 1, L, SS_MIL_CLASSES);
     for (int g = 0; g < M; g++) { /* z = sum beta f */

@@ -94,14 +94,6 @@ typedef struct {
 
 /* ---- layout and init ------------------------------------------------------------------------ */
 
-static void spec(ss_mil_tensor_spec_t *s, const char *name, int ndim, int64_t d0, int64_t d1)
-{
-    snprintf(s->name, sizeof s->name, "%s", name);
-    s->ndim = ndim;
-    s->shape[0] = d0;
-    s->shape[1] = d1;
-}
-
 static int pamil_layout(const ss_mil_config_t *cfg, ss_mil_tensor_spec_t *specs)
 {
     if (cfg->attn < 1)
@@ -110,33 +102,33 @@ static int pamil_layout(const ss_mil_config_t *cfg, ss_mil_tensor_spec_t *specs)
     if (!specs) return count;
     int D = cfg->dim, H = cfg->hidden, A = cfg->attn, K = cfg->protos;
     char name[64];
-    spec(&specs[T_PROTO], "proto", 2, K, D);
-    spec(&specs[T_FC_W], "fc.0.weight", 2, H, D);
-    spec(&specs[T_FC_B], "fc.0.bias", 1, H, 0);
-    spec(&specs[T_A_W], "attention_net.attention_a.0.weight", 2, A, H);
-    spec(&specs[T_A_B], "attention_net.attention_a.0.bias", 1, A, 0);
-    spec(&specs[T_B_W], "attention_net.attention_b.0.weight", 2, A, H);
-    spec(&specs[T_B_B], "attention_net.attention_b.0.bias", 1, A, 0);
-    spec(&specs[T_C_W], "attention_net.attention_c.weight", 2, NC, K);
-    spec(&specs[T_C_B], "attention_net.attention_c.bias", 1, NC, 0);
+    ss_mil_spec(&specs[T_PROTO], "proto", 2, K, D);
+    ss_mil_spec(&specs[T_FC_W], "fc.0.weight", 2, H, D);
+    ss_mil_spec(&specs[T_FC_B], "fc.0.bias", 1, H, 0);
+    ss_mil_spec(&specs[T_A_W], "attention_net.attention_a.0.weight", 2, A, H);
+    ss_mil_spec(&specs[T_A_B], "attention_net.attention_a.0.bias", 1, A, 0);
+    ss_mil_spec(&specs[T_B_W], "attention_net.attention_b.0.weight", 2, A, H);
+    ss_mil_spec(&specs[T_B_B], "attention_net.attention_b.0.bias", 1, A, 0);
+    ss_mil_spec(&specs[T_C_W], "attention_net.attention_c.weight", 2, NC, K);
+    ss_mil_spec(&specs[T_C_B], "attention_net.attention_c.bias", 1, NC, 0);
     for (int c = 0; c < NC; c++) {
         snprintf(name, sizeof name, "classifiers.%d.bias", c);
-        spec(&specs[T_CLS_BIAS(c)], name, 1, 1, 0);
+        ss_mil_spec(&specs[T_CLS_BIAS(c)], name, 1, 1, 0);
         snprintf(name, sizeof name, "classifiers.%d.weight_g", c);
-        spec(&specs[T_CLS_G(c)], name, 2, 1, 1);
+        ss_mil_spec(&specs[T_CLS_G(c)], name, 2, 1, 1);
         snprintf(name, sizeof name, "classifiers.%d.weight_v", c);
-        spec(&specs[T_CLS_V(c)], name, 2, 1, H);
+        ss_mil_spec(&specs[T_CLS_V(c)], name, 2, 1, H);
     }
     if (cfg->proto_pred) {
-        spec(&specs[T_PP_W], "proto_pred_classifier.0.weight", 2, NC, H);
-        spec(&specs[T_PP_B], "proto_pred_classifier.0.bias", 1, NC, 0);
+        ss_mil_spec(&specs[T_PP_W], "proto_pred_classifier.0.weight", 2, NC, H);
+        ss_mil_spec(&specs[T_PP_B], "proto_pred_classifier.0.bias", 1, NC, 0);
     }
     if (cfg->inst_pred)
         for (int c = 0; c < NC; c++) {
             snprintf(name, sizeof name, "instance_classifiers.%d.weight", c);
-            spec(&specs[t_inst_w(cfg, c)], name, 2, 2, H);
+            ss_mil_spec(&specs[t_inst_w(cfg, c)], name, 2, 2, H);
             snprintf(name, sizeof name, "instance_classifiers.%d.bias", c);
-            spec(&specs[t_inst_w(cfg, c) + 1], name, 1, 2, 0);
+            ss_mil_spec(&specs[t_inst_w(cfg, c) + 1], name, 1, 2, 0);
         }
     return count;
 }
