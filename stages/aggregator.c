@@ -119,7 +119,7 @@ int ss_main_aggregator(int argc, char **argv)
     const char *model = NULL, *in_ep = NULL, *ctl_ep = NULL, *out = NULL, *wit = NULL;
     int producers = 1, hwm = 1000, threads = 0;
     int64_t top_k = 400;
-    double idle = 10;
+    double idle = 60;
     ss_stage_args_t sa = {0};
     ss_arg_t args[] = {
         {"--model", SS_ARG_STRING, &model, "M.h5", "aggregator checkpoint (`mil train`)", 0, 0},
@@ -129,7 +129,7 @@ int ss_main_aggregator(int argc, char **argv)
         {"--top-k", SS_ARG_I64, &top_k, "K", "K of Recall@K (default 400)", 1, 1e12},
         {"--witnesses", SS_ARG_STRING, &wit, "CSV", "the cells' witness labels (bag_cells.csv): Recall@K", 0, 0},
         {"--producers", SS_ARG_INT, &producers, "N", "END messages to wait for (default 1)", 1, 1000000},
-        {"--idle-timeout", SS_ARG_DOUBLE, &idle, "S", "after END, wait S quiet seconds for missing embeddings (default 10)", 0.1, 1e6},
+        {"--idle-timeout", SS_ARG_DOUBLE, &idle, "S", "after END, wait S quiet seconds for missing embeddings (default 60)", 0.1, 1e6},
         {"--hwm", SS_ARG_INT, &hwm, "N", "receive high-water mark (default 1000)", 1, 10000000},
         {"--threads", SS_ARG_INT, &threads, "N", "compute threads (default: all cores)", 0, 1024},
         SS_STAGE_ARGS(sa),

@@ -229,7 +229,7 @@ int ss_main_cache_writer(int argc, char **argv)
 {
     const char *in_ep = NULL, *ctl_ep = NULL, *ckpt = NULL, *feature = "pooled";
     int producers = 1, hwm = 1000;
-    double idle_timeout = 10;
+    double idle_timeout = 60; /* a starved encoder (a loaded machine) can be quiet for 10 s and more */
     writer_t W = {0};
     ss_stage_args_t sa = {0};
     ss_arg_t args[] = {
@@ -239,7 +239,7 @@ int ss_main_cache_writer(int argc, char **argv)
         {"--checkpoint", SS_ARG_STRING, &ckpt, "CK.h5", "the encoders' checkpoint (its identity is recorded)", 0, 0},
         {"--feature", SS_ARG_STRING, &feature, "pooled|projection", "as given to the encoders (default pooled)", 0, 0},
         {"--producers", SS_ARG_INT, &producers, "N", "END messages to wait for (default 1)", 1, 1000000},
-        {"--idle-timeout", SS_ARG_DOUBLE, &idle_timeout, "S", "after END, wait S quiet seconds for missing embeddings (default 10)", 0.1, 1e6},
+        {"--idle-timeout", SS_ARG_DOUBLE, &idle_timeout, "S", "after END, wait S quiet seconds for missing embeddings (default 60)", 0.1, 1e6},
         {"--hwm", SS_ARG_INT, &hwm, "N", "receive high-water mark (default 1000)", 1, 10000000},
         SS_STAGE_ARGS(sa),
         {0},
