@@ -17,7 +17,8 @@
  *
  * Memory: m->impl owns ONE buffer grown to the largest bag (and mode) seen. A training forward
  * copies the bag (backward needs it) and keeps h and both attention branches; an eval forward
- * keeps h and the scores, and runs the attention branches in chunks of cells. */
+ * streams the bag in chunks of cells (pooling by an online softmax) and keeps only the scores.
+ * A backward spends the saved activations (they are overwritten): one per training forward. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,7 +29,7 @@
 #include "slidestream/error.h"
 
 #define DOM "mil"
-#define ROWS 4096 /* cells per chunk of the attention branches in eval */
+#define ROWS 4096 /* cells per chunk in eval */
 
 enum { P_W0, P_B0, P_WA, P_BA, P_WB, P_BB, P_WC, P_BC, P_CLW, P_CLB, P_COUNT };
 
@@ -36,11 +37,14 @@ typedef struct {
     float *buf; /* the one activation buffer */
     size_t cap; /* its size in floats */
     int n, train;
-    float *x;     /* [n, dim]   the bag (training only) */
-    float *h;     /* [n, H]     ReLU(embedding) */
-    float *a, *g; /* [rows, A]  tanh and sigmoid branches (rows: n train, a chunk eval) */
-    float *alpha; /* [n]        scores, then their softmax */
-    float *z;     /* [H]        pooled */
+    /* m = n cells in training; in eval, a chunk of at most ROWS cells */
+    float *x;     /* [n, dim]  the bag (training only) */
+    float *h;     /* [m, H]    ReLU(embedding) */
+    float *a, *g; /* [m, A]    tanh and sigmoid branches */
+    float *w;     /* [m]       e^(score - running max) */
+    float *alpha; /* [n]       scores, then their softmax */
+    float *z;     /* [H]       pooled */
+    double *zacc; /* [H]       Σ w h, rescaled whenever the running max grows */
     float logits[SS_MIL_CLASSES];
     float *dh, *T; /* [n, H], [n, max(H, A)]  training: backward scratch */
     float *dalpha; /* [n] */
@@ -90,11 +94,15 @@ static size_t plan(abmil_t *t, const ss_mil_config_t *c, int n, int train, float
         t->p = base ? base + off : NULL;                                                           \
         off += ((size_t)(count) + 15) & ~(size_t)15;                                               \
     } while (0)
-    TAKE(h, (size_t)n * H);
+    TAKE(h, rows * H);
     TAKE(a, rows * A);
     TAKE(g, rows * A);
+    TAKE(w, rows);
     TAKE(alpha, (size_t)n);
     TAKE(z, H);
+    float *zacc = base ? base + off : NULL;
+    off += (2 * H + 15) & ~(size_t)15;
+    t->zacc = (double *)zacc;
     t->x = t->dh = t->T = t->dalpha = t->dz = NULL;
     if (train) {
         TAKE(x, (size_t)n * c->dim);
@@ -131,16 +139,21 @@ static int forward(ss_mil_t *m, const float *x, int n, int train, float *logits,
         memcpy(t->x, x, (size_t)n * c->dim * sizeof *x);
         x = t->x;
     }
-    ss_linear_forward(t->h, x, PRM(P_W0), PRM(P_B0), n, c->dim, H);
-    ss_relu_forward(t->h, t->h, (size_t)n * H);
 
+    /* Chunks of cells (training: one chunk, every activation kept): the scores, and the
+     * pooling as an online softmax: a running max, Σ e^(score - max) and Σ e^(score - max) h. */
     const int R = train || n < ROWS ? n : ROWS;
     const float *wc = PRM(P_WC), bc = PRM(P_BC)[0];
+    double mx = -INFINITY, sum = 0.0;
+    for (int k = 0; k < H; k++)
+        t->zacc[k] = 0.0;
     for (int r0 = 0; r0 < n; r0 += R) {
         const int rc = n - r0 < R ? n - r0 : R;
-        const size_t at = train ? (size_t)r0 * A : 0; /* chunk scratch in eval */
-        const float *hc = t->h + (size_t)r0 * H;
-        float *a = t->a + at, *g = t->g + at;
+        float *hc = train ? t->h + (size_t)r0 * H : t->h, *a = t->a, *g = t->g;
+        if (train) a += (size_t)r0 * A, g += (size_t)r0 * A;
+        float *e = t->alpha + r0;
+        ss_linear_forward(hc, x + (size_t)r0 * c->dim, PRM(P_W0), PRM(P_B0), rc, c->dim, H);
+        ss_relu_forward(hc, hc, (size_t)rc * H);
         ss_linear_forward(a, hc, PRM(P_WA), PRM(P_BA), rc, H, A);
         ss_tanh_forward(a, a, (size_t)rc * A);
         ss_linear_forward(g, hc, PRM(P_WB), PRM(P_BB), rc, H, A);
@@ -151,11 +164,30 @@ static int forward(ss_mil_t *m, const float *x, int n, int train, float *logits,
             float s = 0.0f;
             for (int k = 0; k < A; k++)
                 s += ai[k] * gi[k] * wc[k];
-            t->alpha[r0 + i] = s + bc;
+            e[i] = s + bc;
         }
+        double cm = mx;
+        for (int i = 0; i < rc; i++)
+            cm = e[i] > cm ? e[i] : cm;
+        if (cm > mx) { /* rescale what was summed under the old max */
+            double f = exp(mx - cm);
+            sum *= f;
+            for (int k = 0; k < H; k++)
+                t->zacc[k] *= f;
+            mx = cm;
+        }
+        for (int i = 0; i < rc; i++) {
+            t->w[i] = (float)exp(e[i] - mx);
+            sum += t->w[i];
+        }
+        ss_sgemm(0, 0, 1, H, rc, 1.0f, t->w, rc, hc, H, 0.0f, t->z, H);
+        for (int k = 0; k < H; k++)
+            t->zacc[k] += t->z[k];
     }
-    ss_softmax_forward(t->alpha, t->alpha, 1, n);
-    ss_sgemm(0, 0, 1, H, n, 1.0f, t->alpha, n, t->h, H, 0.0f, t->z, H);
+    for (int k = 0; k < H; k++)
+        t->z[k] = (float)(t->zacc[k] / sum);
+    for (int i = 0; i < n; i++)
+        t->alpha[i] = (float)(exp(t->alpha[i] - mx) / sum);
     ss_linear_forward(t->logits, t->z, PRM(P_CLW), PRM(P_CLB), 1, H, SS_MIL_CLASSES);
     memcpy(logits, t->logits, sizeof t->logits);
     if (attention) memcpy(attention, t->alpha, (size_t)n * sizeof *attention);

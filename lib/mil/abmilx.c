@@ -26,7 +26,9 @@
  *
  * Memory: m->impl owns ONE buffer, grown to the largest bag (and mode) seen. A training
  * forward copies the bag (backward needs it) and keeps every activation; an eval forward keeps
- * H, Q|K and the per-(cell, head) scalars, and runs the per-row layers in chunks of cells. */
+ * only Q|K and the per-(cell, head) scalars: it runs the per-row layers in chunks of cells and
+ * embeds each chunk again for the pooling. A backward spends the saved activations (they are
+ * overwritten): one per training forward. */
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -377,18 +379,19 @@ void ss_abmilx_aplus_backward_naive(float *dqk, float *dv, const float *dout, co
 /* ---- the model ------------------------------------------------------------------------- */
 
 typedef struct {
-    float *buf;           /* the one activation buffer */
-    size_t cap;           /* its size in floats */
-    int n, train, slots;  /* the bag and mode the views below describe */
-    float *x;             /* [n, dim]  the bag (training only) */
-    float *H;             /* [n, C]    ReLU(embedding) = [n, h, d] heads */
-    float *U, *G;         /* [rows, h, D'] MLP pre-activation, GELU (rows: n train, chunk eval) */
-    float *Z, *lnm, *lnr; /* [rows, h, d], [rows, h]: LN output and its statistics */
+    float *buf;          /* the one activation buffer */
+    size_t cap;          /* its size in floats */
+    int n, train, slots; /* the bag and mode the views below describe */
+    /* m = n cells in training; in eval, a chunk of at most ROWS cells */
+    float *x;             /* [n, dim]      the bag (training only) */
+    float *H;             /* [m, C]        ReLU(embedding) = [m, h, d] heads */
+    float *U, *G;         /* [m, h, D']    MLP pre-activation, GELU */
+    float *Z, *lnm, *lnr; /* [m, h, d], [m, h]  LN output and its statistics */
     float *QK;            /* [n, h, 2d] */
-    float *A, *V, *Ap;    /* [n, h]     MLP scores, w_v A, A⁺ */
-    float *rmax, *rsum;   /* [n, h]     A⁺ per-query statistics */
-    float *alpha;         /* [h, n]     softmax over cells (scores first) */
-    float *z, *z2;        /* [C]        pooled, projected */
+    float *A, *V, *Ap;    /* [n, h]        MLP scores, w_v A, A⁺ */
+    float *rmax, *rsum;   /* [n, h]        A⁺ per-query statistics */
+    float *alpha;         /* [h, n]        softmax over cells (scores first) */
+    float *z, *z2;        /* [C]           pooled, projected */
     float logits[SS_MIL_CLASSES];
     float *work;   /* A⁺ kernel scratch */
     double *nwork; /* A⁺ reference scratch (naive mode) */
@@ -461,7 +464,7 @@ static size_t plan(abx_t *t, const dims_t *m, int n, int train, int slots, float
         t->p = base ? base + off : NULL;                                                           \
         off += ((size_t)(count) + 15) & ~(size_t)15;                                               \
     } while (0)
-    TAKE(H, (size_t)n * m->C);
+    TAKE(H, rows * m->d);
     TAKE(U, rows * m->Dp);
     TAKE(G, rows * m->Dp);
     TAKE(Z, rows * m->d);
@@ -512,6 +515,14 @@ static int reserve(ss_mil_t *m, abx_t *t, const dims_t *dm, int n, int train)
 #define PRM(i) ss_mil_param(m, (i))
 #define GRD(i) ss_mil_grad(m, (i))
 
+/* H rows [r0, r0 + rc) into dst: ReLU(X W_f^T + b_f). */
+static void embed(ss_mil_t *m, float *dst, const float *x, int r0, int rc)
+{
+    const dims_t dm = dims_of(&m->cfg);
+    ss_linear_forward(dst, x + (size_t)r0 * dm.D, PRM(P_FW), PRM(P_FB), rc, dm.D, dm.C);
+    ss_relu_forward(dst, dst, (size_t)rc * dm.C);
+}
+
 static int forward(ss_mil_t *m, const float *x, int n, int train, float *logits, float *attention)
 {
     abx_t *t = m->impl;
@@ -524,16 +535,15 @@ static int forward(ss_mil_t *m, const float *x, int n, int train, float *logits,
         memcpy(t->x, x, (size_t)n * dm.D * sizeof *x);
         x = t->x;
     }
-    ss_linear_forward(t->H, x, PRM(P_FW), PRM(P_FB), n, dm.D, C);
-    ss_relu_forward(t->H, t->H, (size_t)n * C);
 
-    /* Per (cell, head) rows: the attention MLP, and LN + W_qk. */
+    /* Per chunk of cells (training: one chunk, every activation kept): H, the attention MLP
+     * on every (cell, head) row, and LN + W_qk. */
     const int R = train || n < ROWS ? n : ROWS;
     for (int r0 = 0; r0 < n; r0 += R) {
         const int rc = n - r0 < R ? n - r0 : R, rows = rc * h;
         const size_t at = train ? (size_t)r0 * h : 0; /* chunk scratch in eval */
-        const float *Hc = t->H + (size_t)r0 * C;
-        float *U = t->U + at * Dp, *G = t->G + at * Dp, *Z = t->Z + at * d;
+        float *Hc = t->H + at * d, *U = t->U + at * Dp, *G = t->G + at * Dp, *Z = t->Z + at * d;
+        embed(m, Hc, x, r0, rc);
         ss_linear_forward(U, Hc, PRM(P_W1), PRM(P_B1), rows, d, Dp);
         ss_gelu_forward(G, U, (size_t)rows * Dp);
         ss_linear_forward(t->A + (size_t)r0 * h, G, PRM(P_W2), PRM(P_B2), rows, Dp, 1);
@@ -551,14 +561,19 @@ static int forward(ss_mil_t *m, const float *x, int n, int train, float *logits,
     else
         ss_abmilx_aplus_forward(t->Ap, t->rmax, t->rsum, t->QK, t->V, n, h, d, t->work, t->slots);
 
-    /* α = softmax over cells of A + A⁺, one row per head; z_j = Σ_i α_ij H_ij */
+    /* α = softmax over cells of A + A⁺, one row per head; z_j = Σ_i α_ij H_ij (eval: H chunk
+     * by chunk again, cheap beside A⁺'s n² work, so that it need not be kept) */
     for (size_t i = 0; i < (size_t)n; i++)
         for (int j = 0; j < h; j++)
             t->alpha[(size_t)j * n + i] = t->A[i * h + j] + t->Ap[i * h + j];
     ss_softmax_forward(t->alpha, t->alpha, h, n);
-    for (int j = 0; j < h; j++)
-        ss_sgemm(0, 0, 1, d, n, 1.0f, t->alpha + (size_t)j * n, n, t->H + (size_t)j * d, C, 0.0f,
-                 t->z + (size_t)j * d, d);
+    for (int r0 = 0; r0 < n; r0 += R) {
+        const int rc = n - r0 < R ? n - r0 : R;
+        if (!train) embed(m, t->H, x, r0, rc);
+        for (int j = 0; j < h; j++)
+            ss_sgemm(0, 0, 1, d, rc, 1.0f, t->alpha + (size_t)j * n + r0, rc, t->H + (size_t)j * d,
+                     C, r0 ? 1.0f : 0.0f, t->z + (size_t)j * d, d);
+    }
     ss_linear_forward(t->z2, t->z, PRM(P_PW), PRM(P_PB), 1, C, C);
     ss_linear_forward(t->logits, t->z2, PRM(P_CW), PRM(P_CB), 1, C, SS_MIL_CLASSES);
 

@@ -77,7 +77,8 @@ static double mil_fd_check(ss_mil_t *m, const float *x, int n, int y, double eps
 }
 
 /* Forward (eval and train) and backward on a bag: finite outputs, attention >= 0 summing to 1,
- * the same logits and attention in both modes. */
+ * the same logits and attention in both modes; a second backward is refused (the backward
+ * spends the saved activations). */
 static void mil_check_bag(ss_mil_t *m, const float *x, int n, int y, const char *what)
 {
     float le[SS_MIL_CLASSES], lt[SS_MIL_CLASSES];
@@ -87,6 +88,9 @@ static void mil_check_bag(ss_mil_t *m, const float *x, int n, int y, const char 
     CHECK(ss_mil_forward(m, x, n, 1, lt, at) == 0, "%s: %s", what, ss_error_last());
     CHECK(ss_mil_backward(m, y, &loss) == 0, "%s: %s", what, ss_error_last());
     CHECK(isfinite(loss) && loss >= 0, "%s: loss %g", what, loss);
+    double again;
+    CHECK(ss_mil_backward(m, y, &again) == -1, "%s: a second backward after one forward", what);
+    ss_error_clear();
     double s = 0.0, worst = 0.0;
     int neg = 0;
     for (int i = 0; i < n; i++) {
