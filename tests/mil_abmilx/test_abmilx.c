@@ -13,13 +13,16 @@
 #include "../mil_abmil/mil_common.h"
 #include "abmilx.h"
 
-/* Central differences: step, and the tolerance |fd - g| <= FD_ATOL + FD_RTOL |g| (measured
- * worst |fd - g|: see the run's output) */
+/* Central differences: step, and the tolerance |fd - g| <= FD_ATOL + FD_RTOL |g|. Measured
+ * worst |fd - g| over every parameter: 2.6e-5 (gradients up to ~0.6; the float loss puts ~1e-7 / eps
+ * of noise into the quotient). */
 #define FD_EPS 4e-3
 #define FD_ATOL 1e-4
 #define FD_RTOL 1e-2
 
-/* max |a - b| / max |b| (b the reference) */
+/* max |a - b| / max |b| (b the reference). Measured, fast A⁺ against the reference: forward
+ * <= 7e-7, backward <= 7e-7 (1.3e-6 / 3.8e-6 on the peaked rows); whole model, every gradient
+ * <= 8e-7 of its tensor's max (7e-6 for fc2.bias, whose exact gradient is 0). */
 static double rel_err(const float *a, const float *b, size_t len)
 {
     double e = 0.0, s = 0.0;
