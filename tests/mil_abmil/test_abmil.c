@@ -12,8 +12,8 @@
 #include "mil_common.h"
 
 /* Central differences: step, and the tolerance |fd - g| <= FD_ATOL + FD_RTOL |g|. Measured
- * worst |fd - g| over every parameter: 1.1e-5 (gradients up to ~0.6; the float loss puts ~1e-7 / eps
- * of noise into the quotient). */
+ * worst |fd - g| over every parameter: 1.1e-5 (gradients up to ~0.6; the float loss puts ~1e-7 /
+ * eps of noise into the quotient). */
 #define FD_EPS 4e-3
 #define FD_ATOL 1e-4
 #define FD_RTOL 1e-2
