@@ -34,7 +34,7 @@ static int cmd_init(int argc, char **argv)
         {"--if-missing", SS_ARG_FLAG, &if_missing, NULL, "do nothing when --out already exists (re-runs keep its identity)", 0, 0},
         {0},
     };
-    int rc = ss_args_parse(argc, argv, "init --out CK.h5 [options]", args, NULL, NULL);
+    int rc = ss_args_parse(argc, argv, "--out CK.h5 [options]", args, NULL, NULL);
     if (rc) return rc > 0 ? 0 : (ss_error_report(NULL), 2);
     if (ss_args_require("checkpoint init", "--out", out)) {
         ss_error_report(NULL);
@@ -84,7 +84,7 @@ static int cmd_info(int argc, char **argv)
     int npos = 0;
     char **pos = NULL;
     ss_arg_t args[] = {{0}};
-    int rc = ss_args_parse(argc, argv, "info CK.h5", args, &npos, &pos);
+    int rc = ss_args_parse(argc, argv, "CK.h5", args, &npos, &pos);
     if (rc) return rc > 0 ? 0 : (ss_error_report(NULL), 2);
     int status = npos ? 0 : 2;
     if (!npos) fprintf(stderr, "slidestream: checkpoint info: which checkpoint?\n");
@@ -107,8 +107,8 @@ static int cmd_info(int argc, char **argv)
 
 int ss_main_checkpoint(int argc, char **argv)
 {
-    if (argc >= 2 && !strcmp(argv[1], "init")) return cmd_init(argc - 1, argv + 1);
-    if (argc >= 2 && !strcmp(argv[1], "info")) return cmd_info(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "init")) return argv[1] = "checkpoint init", cmd_init(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "info")) return argv[1] = "checkpoint info", cmd_info(argc - 1, argv + 1);
     int help = argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
     fprintf(help ? stdout : stderr,
             "usage: slidestream checkpoint init --out CK.h5 [--arch resnet18|resnet34] [--width M]\n"

@@ -41,7 +41,7 @@ static int cmd_init(int argc, char **argv)
         {"--inst-pred", SS_ARG_FLAG, &inst_pred, NULL, "PAMIL: the instance loss", 0, 0},
         {0},
     };
-    int rc = ss_args_parse(argc, argv, "init --arch A --dim D --out M.h5 [options]", args, NULL,
+    int rc = ss_args_parse(argc, argv, "--arch A --dim D --out M.h5 [options]", args, NULL,
                            NULL);
     if (rc) return rc > 0 ? 0 : (ss_error_report(NULL), 2);
     ss_mil_arch_t arch;
@@ -95,7 +95,7 @@ static int cmd_train(int argc, char **argv)
         {0},
     };
     int rc = ss_args_parse(argc, argv,
-                           "train --arch A --cache DIR --out DIR [options]\n\n"
+                           "--arch A --cache DIR --out DIR [options]\n\n"
                            "Trains an aggregator on the labelled bags of a cache folder (split "
                            "\"test\" left out), selecting the epoch with the lowest\nvalidation "
                            "loss on a stratified held-out fraction of them.",
@@ -204,7 +204,7 @@ static int cmd_predict(int argc, char **argv)
         {"--quiet", SS_ARG_FLAG, &quiet, NULL, "no progress lines", 0, 0},
         {0},
     };
-    int rc = ss_args_parse(argc, argv, "predict --model M.h5 --cache DIR --out DIR [options]",
+    int rc = ss_args_parse(argc, argv, "--model M.h5 --cache DIR --out DIR [options]",
                            args, NULL, NULL);
     if (rc) return rc > 0 ? 0 : (ss_error_report(NULL), 2);
     if (ss_args_require("mil predict", "--model", model) ||
@@ -265,7 +265,7 @@ static int cmd_summary(int argc, char **argv)
         {0},
     };
     int rc = ss_args_parse(argc, argv,
-                           "summary [--out F.json] RUN_DIR...\n\n"
+                           "[--out F.json] RUN_DIR...\n\n"
                            "Mean ± standard deviation over runs (e.g. seeds) of the metrics in "
                            "each RUN_DIR/metrics.json (`mil predict`).",
                            args, &npos, &pos);
@@ -286,10 +286,10 @@ static int cmd_summary(int argc, char **argv)
 
 int ss_main_mil(int argc, char **argv)
 {
-    if (argc >= 2 && !strcmp(argv[1], "summary")) return cmd_summary(argc - 1, argv + 1);
-    if (argc >= 2 && !strcmp(argv[1], "init")) return cmd_init(argc - 1, argv + 1);
-    if (argc >= 2 && !strcmp(argv[1], "train")) return cmd_train(argc - 1, argv + 1);
-    if (argc >= 2 && !strcmp(argv[1], "predict")) return cmd_predict(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "summary")) return argv[1] = "mil summary", cmd_summary(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "init")) return argv[1] = "mil init", cmd_init(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "train")) return argv[1] = "mil train", cmd_train(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "predict")) return argv[1] = "mil predict", cmd_predict(argc - 1, argv + 1);
     fprintf(stderr, "usage: slidestream mil init|train|predict|summary [options] (see slidestream mil "
                     "<mode> --help)\n");
     return 2;

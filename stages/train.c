@@ -122,7 +122,7 @@ static int cmd_step(int argc, char **argv)
         {0},
     };
     int rc = ss_args_parse(argc, argv,
-                           "step --method M --checkpoint CK.h5 --pos DIR --neg DIR --out CK2.h5 "
+                           "--method M --checkpoint CK.h5 --pos DIR --neg DIR --out CK2.h5 "
                            "[options]\n\n"
                            "Exactly one optimiser step from fresh optimiser state on every image "
                            "of both folders (sorted by name),\nboth views the centre crop to the "
@@ -316,7 +316,7 @@ static void tick(void *st)
 
 int ss_main_train(int argc, char **argv)
 {
-    if (argc >= 2 && !strcmp(argv[1], "step")) return cmd_step(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "step")) return argv[1] = "train step", cmd_step(argc - 1, argv + 1);
     const char *method_name = NULL, *in_ep = NULL, *ctl_ep = NULL, *store = NULL, *out = NULL;
     const char *ckpt = NULL;
     int epochs = 150, warmup = 10, batch = 256, size = 0, resume = 0, joint = 0, chunk = 0;
