@@ -195,5 +195,6 @@ done:
     ss_stage_destroy(&a.st);
     ss_mil_witnesses_free(&w);
     ss_mil_destroy(&a.m);
+    free(a.att);
     return code;
 }
