@@ -6,8 +6,10 @@
 #define SS_TESTS_MIL_COMMON_H
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../check.h"
 #include "slidestream/error.h"
@@ -153,6 +155,38 @@ static void mil_check_dim_refused(ss_mil_t *m, const char *path, const char *ten
     printf("refused, as it should be: %s", err);
     ss_error_clear();
     ss_mil_destroy(&l);
+}
+
+/* The common checks of a model on a dim-24 bag set: bags of the given sizes (mil_check_bag),
+ * n = 1 gives attention 1 and refuses a backward after an eval forward, the save/load round
+ * trip, and a checkpoint of another width refused (naming `first_tensor`). `tag` names the
+ * checkpoint file in dir. */
+static void mil_check_model(ss_mil_t *m, ss_rng_t *rng, const int bags[3], const char *dir,
+                            const char *tag, const char *first_tensor)
+{
+    for (int b = 0; b < 3; b++) {
+        float *x = mil_rand_bag(rng, bags[b], 24);
+        char what[32];
+        snprintf(what, sizeof what, "bag %d", b);
+        mil_check_bag(m, x, bags[b], b & 1, what);
+        free(x);
+    }
+    float *x = mil_rand_bag(rng, 1, 24), lg[2], at = 0;
+    CHECK(!ss_mil_forward(m, x, 1, 0, lg, &at) && at == 1.0f, "n = 1: attention %g", at);
+    double loss;
+    ss_error_clear();
+    CHECK(ss_mil_backward(m, 0, &loss) == -1 && strstr(ss_error_last(), "training forward"),
+          "backward after an eval forward: '%s'", ss_error_last());
+    ss_error_clear();
+    free(x);
+
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s_%ld.h5", dir, tag, (long)getpid());
+    x = mil_rand_bag(rng, 50, 24);
+    mil_check_roundtrip(m, path, x, 50);
+    mil_check_dim_refused(m, path, first_tensor);
+    unlink(path);
+    free(x);
 }
 
 #endif

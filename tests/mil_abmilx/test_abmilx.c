@@ -173,29 +173,7 @@ int main(int argc, char **argv)
     if (m) {
         jitter(m, &rng);
         const int bags[] = {1, 37, 2500};
-        for (int b = 0; b < 3; b++) {
-            float *x = mil_rand_bag(&rng, bags[b], 24);
-            char what[32];
-            snprintf(what, sizeof what, "bag %d", b);
-            mil_check_bag(m, x, bags[b], b & 1, what);
-            free(x);
-        }
-        float *x = mil_rand_bag(&rng, 1, 24), lg[2], at = 0;
-        CHECK(!ss_mil_forward(m, x, 1, 0, lg, &at) && at == 1.0f, "n = 1: attention %g", at);
-        double loss;
-        ss_error_clear();
-        CHECK(ss_mil_backward(m, 0, &loss) == -1 && strstr(ss_error_last(), "training forward"),
-              "backward after an eval forward: '%s'", ss_error_last());
-        ss_error_clear();
-        free(x);
-
-        char path[512];
-        snprintf(path, sizeof path, "%s/abmilx_%ld.h5", dir, (long)getpid());
-        x = mil_rand_bag(&rng, 50, 24);
-        mil_check_roundtrip(m, path, x, 50);
-        mil_check_dim_refused(m, path, "feature.0.weight");
-        unlink(path);
-        free(x);
+        mil_check_model(m, &rng, bags, dir, "abmilx", "feature.0.weight");
         ss_mil_destroy(&m);
     }
 
