@@ -28,7 +28,7 @@ static const char USAGE[] =
 static const char USAGE_SIMULATE[] =
     "usage: slidestream bags simulate --cells DIR --out DIR --bags N --bag-size B\n"
     "                                 --witness-rate R [--normal LYT] [--seed S] [--test-bags M]\n"
-    "                                 [--link]\n"
+    "                                 [--by-source] [--link]\n"
     "\n"
     "Builds bags of B cells from DIR/<CODE>/*.png (e.g. from `slidestream synth cells`): half\n"
     "negative (normal cells only), half positive with exactly round(R*B) abnormal cells (halves\n"
@@ -44,6 +44,8 @@ static const char USAGE_SIMULATE[] =
     "  --witness-rate R   share of abnormal cells in a positive bag, 0 < R <= 1 (e.g. 0.01)\n"
     "  --normal CODES     comma list of normal class codes (default LYT); other folders abnormal\n"
     "  --seed S           random seed (default 1)\n"
+    "  --by-source        train and test cells from disjoint source images (needs the cells.csv\n"
+    "                     `slidestream cells from-labels` writes beside the class folders)\n"
     "  --link             also write OUT/<train|test>/<bag_id>/ folders of symbolic links to the\n"
     "                     cell images (the folder-per-bag layout of the reference scripts)\n"
     "  --quiet            no summary line\n"
@@ -103,6 +105,10 @@ static int main_simulate(int argc, char **argv)
         }
         if (!strcmp(f, "--link")) {
             link = 1;
+            continue;
+        }
+        if (!strcmp(f, "--by-source")) {
+            o.by_source = 1;
             continue;
         }
         if (!strcmp(f, "--quiet")) {

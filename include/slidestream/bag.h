@@ -22,6 +22,7 @@ typedef struct {
     char *cell_id; /* "<CODE>/<file>": unique within the set */
     char *cls;     /* class code = folder name */
     int abnormal;  /* 0 when cls is one of the normal codes */
+    int source;    /* index into the set's sources, -1 when the folder does not say */
 } ss_cell_image_t;
 
 typedef struct {
@@ -30,10 +31,17 @@ typedef struct {
     size_t n_normal, n_abnormal;
     char **classes; /* class codes found, sorted */
     size_t n_classes;
+    char **sources; /* source images named by DIR/cells.csv, in order of first mention */
+    size_t n_sources;
+    size_t n_unsourced; /* cells cells.csv does not list (all of them when it is absent) */
 } ss_cellset_t;
 
 /* Scans dir/<CODE>/ for images (.png .jpg .jpeg .bmp .tif .tiff). normal_codes is a comma list
- * ("LYT" when NULL); every other folder is abnormal. Each normal code must have a folder. */
+ * ("LYT" when NULL); every other folder is abnormal. Each normal code must have a folder.
+ * When dir/cells.csv exists (as `slidestream cells from-labels` writes it: a header naming at
+ * least `path` (relative to dir, "<CODE>/<file>") and `source`), each listed cell gets its
+ * source image, so bags can be drawn with train and test from disjoint images. Rows naming no
+ * image of the folder are ignored; a cells.csv without those columns is an error. */
 int ss_cellset_load(const char *dir, const char *normal_codes, ss_cellset_t **out);
 void ss_cellset_destroy(ss_cellset_t **cs);
 
@@ -41,6 +49,7 @@ void ss_cellset_destroy(ss_cellset_t **cs);
 
 typedef struct {
     int n_bags;          /* training bags: half negative, half positive (must be even) */
+    int by_source;       /* train and test cells from disjoint source images (needs sources) */
     int n_test_bags;     /* test bags from cells disjoint from the training bags (even; 0 = none) */
     int bag_size;        /* B: cells per bag */
     double witness_rate; /* WR: a positive bag holds round(WR·B) abnormal cells (halves round up) */

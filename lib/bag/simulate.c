@@ -79,6 +79,84 @@ static size_t take(pool_t *p)
     return p->idx[p->next++];
 }
 
+/* Source images for the test bags: sources in a seeded order are set aside until their cells
+ * cover the test bags' needs; the rest are for training. Returns a flag per source (1 = test),
+ * NULL with an error naming what is short. */
+static unsigned char *split_sources(const ss_cellset_t *cs, uint64_t nn_te, uint64_t na_te,
+                                    uint64_t nn_tr, uint64_t na_tr, uint64_t seed)
+{
+    if (cs->n_sources == 0 || cs->n_unsourced > 0) {
+        ss_error("bag",
+                 "train and test from disjoint source images needs each cell's source (a "
+                 "cells.csv beside the class folders, as `slidestream cells from-labels` writes); "
+                 "%zu of %zu cells have none",
+                 cs->n_unsourced, cs->n);
+        return NULL;
+    }
+    size_t ns = cs->n_sources;
+    uint64_t *cnt = calloc(2 * ns, sizeof *cnt); /* normal, abnormal cells per source */
+    size_t *order = malloc(ns * sizeof *order);
+    unsigned char *test = calloc(ns, 1);
+    if (!cnt || !order || !test) {
+        free(cnt);
+        free(order);
+        free(test);
+        ss_error("bag", "out of memory splitting %zu source images", ns);
+        return NULL;
+    }
+    for (size_t i = 0; i < cs->n; i++) cnt[2 * (size_t)cs->cells[i].source + cs->cells[i].abnormal]++;
+    for (size_t i = 0; i < ns; i++) order[i] = i;
+    uint64_t s = seed ^ 0x736f7572636573ull;
+    shuffle(order, ns, &s);
+    uint64_t te[2] = {0, 0}, tr[2] = {0, 0};
+    for (size_t i = 0; i < ns; i++) {
+        size_t src = order[i];
+        if (te[0] < nn_te || te[1] < na_te) {
+            test[src] = 1;
+            te[0] += cnt[2 * src];
+            te[1] += cnt[2 * src + 1];
+        } else {
+            tr[0] += cnt[2 * src];
+            tr[1] += cnt[2 * src + 1];
+        }
+    }
+    free(cnt);
+    free(order);
+    const char *what = NULL;
+    uint64_t have = 0, need = 0;
+    if (te[0] < nn_te) what = "normal cells for the test bags", have = te[0], need = nn_te;
+    else if (te[1] < na_te) what = "abnormal cells for the test bags", have = te[1], need = na_te;
+    else if (tr[0] < nn_tr) what = "normal cells for the training bags", have = tr[0], need = nn_tr;
+    else if (tr[1] < na_tr) what = "abnormal cells for the training bags", have = tr[1], need = na_tr;
+    if (what) {
+        ss_error("bag",
+                 "not enough %s once train and test use disjoint source images: need %llu, the "
+                 "images set aside hold %llu (short by %llu)",
+                 what, (unsigned long long)need, (unsigned long long)have,
+                 (unsigned long long)(need - have));
+        free(test);
+        return NULL;
+    }
+    return test;
+}
+
+/* Moves the cells of test sources from p (order kept) into a new pool te. */
+static int partition(pool_t *p, pool_t *te, const ss_cellset_t *cs, const unsigned char *test)
+{
+    te->idx = malloc((p->n ? p->n : 1) * sizeof *te->idx);
+    if (!te->idx) return -1;
+    size_t k = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        size_t c = p->idx[i];
+        if (test[cs->cells[c].source])
+            te->idx[te->n++] = c;
+        else
+            p->idx[k++] = c;
+    }
+    p->n = k;
+    return 0;
+}
+
 int ss_bag_simulate(const ss_cellset_t *cs, const ss_bag_sim_opts_t *o, ss_bag_plan_t **out)
 {
     *out = NULL;
@@ -109,21 +187,27 @@ int ss_bag_simulate(const ss_cellset_t *cs, const ss_bag_sim_opts_t *o, ss_bag_p
     const uint64_t need_abn_tr = half_tr * (uint64_t)k, need_abn_te = half_te * (uint64_t)k;
     if (need_norm_tr + need_norm_te > cs->n_normal)
         return ss_error(
-            "bag", "not enough normal cells: need %llu (train %llu + test %llu), have %zu",
+            "bag",
+            "not enough normal cells: need %llu (train %llu + test %llu), have %zu (short by %llu)",
             (unsigned long long)(need_norm_tr + need_norm_te), (unsigned long long)need_norm_tr,
-            (unsigned long long)need_norm_te, cs->n_normal);
+            (unsigned long long)need_norm_te, cs->n_normal,
+            (unsigned long long)(need_norm_tr + need_norm_te - cs->n_normal));
     if (need_abn_tr + need_abn_te > cs->n_abnormal)
         return ss_error(
-            "bag", "not enough abnormal cells: need %llu (train %llu + test %llu), have %zu",
+            "bag",
+            "not enough abnormal cells: need %llu (train %llu + test %llu), have %zu (short by %llu)",
             (unsigned long long)(need_abn_tr + need_abn_te), (unsigned long long)need_abn_tr,
-            (unsigned long long)need_abn_te, cs->n_abnormal);
+            (unsigned long long)need_abn_te, cs->n_abnormal,
+            (unsigned long long)(need_abn_tr + need_abn_te - cs->n_abnormal));
 
     pool_t norm = {calloc(cs->n_normal ? cs->n_normal : 1, sizeof(size_t)), 0, 0};
     pool_t abn = {calloc(cs->n_abnormal ? cs->n_abnormal : 1, sizeof(size_t)), 0, 0};
+    pool_t norm_te = {0}, abn_te = {0};
     ss_bag_plan_t *plan = calloc(1, sizeof *plan);
     const size_t nb = (size_t)o->n_bags + (size_t)o->n_test_bags;
     if (plan) plan->bags = calloc(nb, sizeof *plan->bags);
     unsigned char *used = calloc(cs->n ? cs->n : 1, 1);
+    unsigned char *test_src = NULL;
     int rc = 0;
     if (!norm.idx || !abn.idx || !plan || !plan->bags || !used) {
         rc = ss_error("bag", "out of memory planning %zu bags", nb);
@@ -140,6 +224,22 @@ int ss_bag_simulate(const ss_cellset_t *cs, const ss_bag_sim_opts_t *o, ss_bag_p
     uint64_t s_bag = o->seed ^ 0x626167736f7274ull;
     shuffle(norm.idx, norm.n, &s_norm);
     shuffle(abn.idx, abn.n, &s_abn);
+    /* Test bags draw from their own pools: the rest of the training pools, or with by_source
+     * the cells of the source images set aside for testing. */
+    pool_t *pn[2] = {&norm, &norm}, *pa[2] = {&abn, &abn};
+    if (o->by_source && o->n_test_bags > 0) {
+        if (!(test_src = split_sources(cs, need_norm_te, need_abn_te, need_norm_tr, need_abn_tr,
+                                       o->seed))) {
+            rc = -1;
+            goto done;
+        }
+        if (partition(&norm, &norm_te, cs, test_src) || partition(&abn, &abn_te, cs, test_src)) {
+            rc = ss_error("bag", "out of memory planning %zu bags", nb);
+            goto done;
+        }
+        pn[SS_BAG_TEST] = &norm_te;
+        pa[SS_BAG_TEST] = &abn_te;
+    }
 
     plan->witnesses_per_positive = k;
     const int counts[2] = {o->n_bags / 2, o->n_test_bags / 2};
@@ -159,7 +259,7 @@ int ss_bag_simulate(const ss_cellset_t *cs, const ss_bag_sim_opts_t *o, ss_bag_p
                     goto done;
                 }
                 for (int i = 0; i < B; i++)
-                    bag->cells[i] = i < bag->n_witness ? take(&abn) : take(&norm);
+                    bag->cells[i] = i < bag->n_witness ? take(pa[split]) : take(pn[split]);
                 shuffle(bag->cells, bag->n_cells, &s_bag);
             }
         }
@@ -184,6 +284,9 @@ int ss_bag_simulate(const ss_cellset_t *cs, const ss_bag_sim_opts_t *o, ss_bag_p
 done:
     free(norm.idx);
     free(abn.idx);
+    free(norm_te.idx);
+    free(abn_te.idx);
+    free(test_src);
     free(used);
     if (rc) {
         ss_bag_plan_destroy(&plan);

@@ -115,6 +115,33 @@ not_enough)
         --witness-rate 1 --normal XYZ 2>"$T/err" && fail "missing normal folder accepted"
     grep -q "XYZ" "$T/err" || fail "missing folder message: $(cat "$T/err")"
     ;;
+by_source)
+    cells 400
+    # a cells.csv naming 40 source images (cell i of the sorted list from image i mod 40)
+    (cd "$T/cells" && ls -1 */*.png | sort | awk 'BEGIN { print "path,class,source,x,y" }
+        { split($0, a, "/"); printf "%s,%s,img%02d,8,8\n", $0, a[1], (NR - 1) % 40 }') \
+        >"$T/cells/cells.csv"
+    "$SLIDESTREAM" bags simulate --cells "$T/cells" --out "$T/o" --bags 4 --test-bags 4 \
+        --bag-size 40 --witness-rate 0.1 --seed 3 --by-source --quiet || fail "--by-source"
+    check_bags "$T/o" 4 || fail "--by-source: bag contents"
+    awk -F, 'FILENAME ~ /cells.csv$/ { if (FNR > 1) src[$1] = $3; next }
+        FNR > 1 { s = src[$2]; if ($1 ~ /_test_/) te[s] = 1; else tr[s] = 1 }
+        END { for (s in te) if (s in tr) { print "source " s " in train and test"; bad = 1 }
+              exit bad }' "$T/cells/cells.csv" "$T/o/bag_cells.csv" >&2 ||
+        fail "--by-source: train and test share a source image"
+    # without sources for every cell it is refused, naming the cells.csv it needs
+    head -n 100 "$T/cells/cells.csv" >"$T/c" && mv "$T/c" "$T/cells/cells.csv"
+    "$SLIDESTREAM" bags simulate --cells "$T/cells" --out "$T/p" --bags 4 --test-bags 4 \
+        --bag-size 40 --witness-rate 0.1 --by-source 2>"$T/err" && fail "unsourced cells accepted"
+    grep -q "cells.csv" "$T/err" || fail "--by-source message: $(cat "$T/err")"
+    # too few images left for training once the test images are set aside: says what is short
+    (cd "$T/cells" && ls -1 */*.png | sort | awk 'BEGIN { print "path,class,source,x,y" }
+        { split($0, a, "/"); printf "%s,%s,img%02d,8,8\n", $0, a[1], (NR - 1) % 3 }') \
+        >"$T/cells/cells.csv"
+    "$SLIDESTREAM" bags simulate --cells "$T/cells" --out "$T/q" --bags 4 --test-bags 4 \
+        --bag-size 40 --witness-rate 0.1 --by-source 2>"$T/err" && fail "short split accepted"
+    grep -q "short by" "$T/err" || fail "short split message: $(cat "$T/err")"
+    ;;
 bad_flags)
     cells 5
     C="simulate --cells $T/cells --out $T/o"
