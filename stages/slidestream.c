@@ -21,6 +21,7 @@ static const ss_command_t commands[] = {
     {"train", ss_main_train, "stage: train the encoder from slide labels (SLAM-AGS and baselines)"},
     {"aggregator", ss_main_aggregator, "stage: predict each complete bag with a MIL model, rank its cells"},
     {"mil", ss_main_mil, "attention MIL aggregators on embedding caches: init, train, predict"},
+    {"study", ss_main_study, "the witness-rate study: methods x witness rates x seeds, tables and figure"},
     {"embed", ss_main_embed, "embed cell images with a ResNet checkpoint into one HDF5 file"},
 };
 

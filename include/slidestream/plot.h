@@ -23,6 +23,8 @@
 
 /* ss_plot_panel flags */
 #define SS_PLOT_LOGY 1 /* log10 y axis; values <= 0 are skipped and the panel says how many */
+#define SS_PLOT_LOGX 2 /* log10 x axis (e.g. witness rates); x <= 0 are skipped likewise */
+#define SS_PLOT_MARKERS 4 /* a dot at every point: for series of a few points (a grid's results) */
 
 typedef struct ss_plot ss_plot_t;
 
@@ -36,6 +38,10 @@ void ss_plot_destroy(ss_plot_t **pp);
 /* Append a panel; any text may be NULL. Returns the panel's index (0, 1, ...) or -1. */
 int ss_plot_panel(ss_plot_t *p, const char *title, const char *xlabel, const char *ylabel,
                   int flags);
+
+/* Fix panel `panel`'s y range to [lo, hi] (lo < hi; in data units, also on a log axis) instead
+ * of the data's range, e.g. 0..1 for scores; values outside are clipped. */
+int ss_plot_ylim(ss_plot_t *p, int panel, double lo, double hi);
 
 /* Add series `name` (x[i], y[i]), i < n, to panel `panel`; the arrays are copied. x should be
  * non-decreasing (steps, epochs); points whose x or y is NaN are gaps. With smooth > 1 the

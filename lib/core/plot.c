@@ -66,7 +66,7 @@ void ss_plot_destroy(ss_plot_t **pp)
 int ss_plot_panel(ss_plot_t *p, const char *title, const char *xlabel, const char *ylabel,
                   int flags)
 {
-    if (flags & ~SS_PLOT_LOGY) return ss_error("plot", "panel flags 0x%x: unknown bits", flags);
+    if (flags & ~(SS_PLOT_LOGY | SS_PLOT_LOGX | SS_PLOT_MARKERS)) return ss_error("plot", "panel flags 0x%x: unknown bits", flags);
     plot_panel_t *grown = realloc(p->panels, (size_t)(p->npanels + 1) * sizeof *grown);
     if (!grown) return ss_error("plot", "out of memory");
     p->panels = grown;
@@ -169,6 +169,20 @@ static double *moving_average(const double *x, const double *y, size_t n, int wi
     return out;
 }
 
+int ss_plot_ylim(ss_plot_t *p, int panel, double lo, double hi)
+{
+    if (panel < 0 || panel >= p->npanels)
+        return ss_error("plot", "y range: no panel %d (the figure has %d)", panel, p->npanels);
+    plot_panel_t *pa = &p->panels[panel];
+    if (!(lo < hi) || !isfinite(lo) || !isfinite(hi) || ((pa->flags & SS_PLOT_LOGY) && lo <= 0))
+        return ss_error("plot", "y range [%g, %g]: want finite lo < hi (lo > 0 on a log axis)", lo,
+                        hi);
+    pa->has_ylim = 1;
+    pa->ylim_lo = lo;
+    pa->ylim_hi = hi;
+    return 0;
+}
+
 int ss_plot_series(ss_plot_t *p, int panel, const char *name, const double *x, const double *y,
                    size_t n, int smooth)
 {
@@ -188,11 +202,12 @@ int ss_plot_series(ss_plot_t *p, int panel, const char *name, const double *x, c
     /* On a log axis a value <= 0 has no place: a gap, counted so that the panel can say so. */
     const double *yy = y;
     double *ylog = NULL;
-    if ((pa->flags & SS_PLOT_LOGY) && n) {
+    if ((pa->flags & (SS_PLOT_LOGY | SS_PLOT_LOGX)) && n) {
         if (!(ylog = malloc(n * sizeof *ylog))) return ss_error("plot", "out of memory");
         for (size_t i = 0; i < n; i++) {
             ylog[i] = y[i];
-            if (y[i] <= 0) {
+            if (((pa->flags & SS_PLOT_LOGY) && y[i] <= 0) ||
+                ((pa->flags & SS_PLOT_LOGX) && x[i] <= 0)) {
                 ylog[i] = NAN;
                 pa->skipped++;
             }

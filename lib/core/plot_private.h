@@ -30,6 +30,8 @@ typedef struct {
     plot_series_t *series;
     int nseries;
     size_t skipped; /* non-positive values on a log axis */
+    int has_ylim;   /* ss_plot_ylim: a fixed y range */
+    double ylim_lo, ylim_hi;
 } plot_panel_t;
 
 struct ss_plot {

@@ -84,9 +84,15 @@ typedef struct {
     plot_axis_t x, y;
 } frame_t;
 
+/* px_x: a data value; tick_x: a tick position (already in axis units) */
+static double tick_x(const frame_t *fr, double t)
+{
+    return fr->left + fr->width * ss_plot_axis_frac(&fr->x, t);
+}
+
 static double px_x(const frame_t *fr, double v)
 {
-    return fr->left + fr->width * ss_plot_axis_frac(&fr->x, v);
+    return tick_x(fr, fr->x.log ? log10(v) : v);
 }
 
 static double px_y(const frame_t *fr, double v)
@@ -160,12 +166,14 @@ static void write_path(FILE *f, const frame_t *fr, const plot_line_t *l)
 
 /* Single points between gaps (an epoch-level curve after its first epoch) as dots: a stroke's
  * round cap alone is too small to see. */
-static void write_dots(FILE *f, const frame_t *fr, const plot_line_t *l, const char *colour)
+static void write_dots(FILE *f, const frame_t *fr, const plot_line_t *l, const char *colour,
+                       int all)
 {
     for (size_t i = 0; i < l->n; i++) {
         int prev_gap = i == 0 || !isfinite(l->x[i - 1]) || !isfinite(l->y[i - 1]);
         int next_gap = i + 1 == l->n || !isfinite(l->x[i + 1]) || !isfinite(l->y[i + 1]);
-        if (!prev_gap || !next_gap || !isfinite(l->x[i]) || !isfinite(l->y[i])) continue;
+        if ((!all && (!prev_gap || !next_gap)) || !isfinite(l->x[i]) || !isfinite(l->y[i]))
+            continue;
         fprintf(f, "<circle class=\"ss-dot\" cx=\"%.1f\" cy=\"%.1f\" r=\"2.8\" fill=\"%s\"/>\n",
                 px_x(fr, l->x[i]), px_y(fr, l->y[i]), colour);
     }
@@ -198,11 +206,13 @@ static void panel_range(const plot_panel_t *pa, double *xlo, double *xhi, double
 
 static void write_panel(FILE *f, const plot_panel_t *pa, int index, double cx, double cy)
 {
-    int log = pa->flags & SS_PLOT_LOGY;
+    int log = pa->flags & SS_PLOT_LOGY, logx = !!(pa->flags & SS_PLOT_LOGX);
     double xlo, xhi, ylo, yhi;
     int x_integer;
     panel_range(pa, &xlo, &xhi, &ylo, &yhi, &x_integer);
+    if (pa->has_ylim) ylo = pa->ylim_lo, yhi = pa->ylim_hi;
     if (log && ylo <= yhi) ylo = log10(ylo), yhi = log10(yhi);
+    if (logx && xlo <= xhi) xlo = log10(xlo), xhi = log10(xhi);
     frame_t fr;
     fr.top = cy + 34;
     fr.height = CELL_H - 34 - 46;
@@ -210,7 +220,7 @@ static void write_panel(FILE *f, const plot_panel_t *pa, int index, double cx, d
     /* y label (rotated), then tick labels as wide as they are, then the plot */
     fr.left = cx + 14 + 8 + fr.y.label_w + 8;
     fr.width = cx + CELL_W - 18 - fr.left;
-    ss_plot_axis_make(&fr.x, xlo, xhi, 0, x_integer, 0.02, fr.width, 1);
+    ss_plot_axis_make(&fr.x, xlo, xhi, logx, x_integer, logx ? 0.05 : 0.02, fr.width, 1);
     double bottom = fr.top + fr.height, right = fr.left + fr.width;
 
     fprintf(f, "<g class=\"ss-panel\">\n");
@@ -226,7 +236,7 @@ static void write_panel(FILE *f, const plot_panel_t *pa, int index, double cx, d
                 y);
     }
     for (int i = 0; i < fr.x.nticks; i++) {
-        double x = px_x(&fr, fr.x.tick[i]);
+        double x = tick_x(&fr, fr.x.tick[i]);
         fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", x, fr.top, x,
                 bottom);
     }
@@ -237,7 +247,7 @@ static void write_panel(FILE *f, const plot_panel_t *pa, int index, double cx, d
                 fr.left, y);
     }
     for (int i = 0; i < fr.x.nticks; i++) {
-        double x = px_x(&fr, fr.x.tick[i]);
+        double x = tick_x(&fr, fr.x.tick[i]);
         fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", x, bottom, x,
                 bottom + 4);
     }
@@ -247,7 +257,7 @@ static void write_panel(FILE *f, const plot_panel_t *pa, int index, double cx, d
         write_text(f, fr.left - 7, y + 3.5, "end", "", fr.y.label[i]);
     }
     for (int i = 0; i < fr.x.nticks; i++)
-        write_text(f, px_x(&fr, fr.x.tick[i]), bottom + 16, "middle", "", fr.x.label[i]);
+        write_text(f, tick_x(&fr, fr.x.tick[i]), bottom + 16, "middle", "", fr.x.label[i]);
     fputs("</g>\n", f);
 
     /* titles and the note on skipped values */
@@ -287,7 +297,8 @@ static void write_panel(FILE *f, const plot_panel_t *pa, int index, double cx, d
                     j >= PALETTE_N ? " stroke-dasharray=\"6 3\"" : "");
             write_path(f, &fr, l);
             fputs("\"/>\n", f);
-            if (pass || !s->window) write_dots(f, &fr, l, palette[j % PALETTE_N]);
+            if (pass || !s->window)
+                write_dots(f, &fr, l, palette[j % PALETTE_N], pa->flags & SS_PLOT_MARKERS);
         }
     fputs("</g>\n", f);
     fprintf(f,
