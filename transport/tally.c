@@ -270,6 +270,13 @@ void ss_tally_describe(const ss_tally_t *t, uint32_t slide, char *buf, size_t n)
             listed++;
         }
     }
+    if (silent == 0) { /* every count arrived: what is missing is items (cells a worker lost) */
+        snprintf(buf, n, "slide %u: %llu of %llu items missing (%llu arrived)%s%s%s", slide,
+                 (unsigned long long)(expected - s->items), (unsigned long long)expected,
+                 (unsigned long long)s->items, s->nparts > 1 ? "; short parts: " : "",
+                 s->nparts > 1 ? list : "", s->nparts > 1 && short_parts > 12 ? ",..." : "");
+        return;
+    }
     snprintf(buf, n,
              "slide %u: %llu of %lld parts never reported, %llu short of items; %llu items "
              "arrived of %llu announced so far; first missing parts: %s%s",

@@ -41,12 +41,19 @@ int main(void)
           ss_error_buffer());
     ss_error_clear();
 
+    /* Every count arrived, an item did not (a worker died holding it): the loss in items. */
+    CHECK(ss_tally_parts(t, 7, 1) == 0 && ss_tally_part_items(t, 7, 0, 3) == 0, "one part");
+    CHECK(ss_tally_item(t, 7, 0, 1) == 0 && ss_tally_item(t, 7, 0, 2) == 0, "two of three");
+    ss_tally_describe(t, 7, why, sizeof why);
+    CHECK(!strcmp(why, "slide 7: 1 of 3 items missing (2 arrived)"), "lost item: '%s'", why);
+
     /* A slide whose producer died: never announced. */
     CHECK(ss_tally_item(t, 9, 0, 1) == 0, "orphan item");
     ss_tally_describe(t, 9, why, sizeof why);
     CHECK(strstr(why, "never announced"), "orphan describe '%s'", why);
     uint32_t ids[4];
-    CHECK(ss_tally_slides(t, ids, 4) == 2 && ids[0] == 5 && ids[1] == 9, "slide listing");
+    CHECK(ss_tally_slides(t, ids, 4) == 3 && ids[0] == 5 && ids[1] == 7 && ids[2] == 9,
+          "slide listing");
     ss_tally_destroy(&t);
     CHECK(t == NULL, "destroy must clear the pointer");
 
