@@ -20,6 +20,7 @@
 #include "slidestream/log.h"
 #include "slidestream/nn_preprocess.h"
 #include "slidestream/nn_resnet.h"
+#include "slidestream/train_store.h"
 
 typedef struct {
     char **v;
@@ -132,7 +133,7 @@ static int run_batch(embedder_t *e)
 
 int ss_main_embed(int argc, char **argv)
 {
-    const char *ckpt = NULL, *feature = "pooled", *out = NULL;
+    const char *ckpt = NULL, *feature = "pooled", *out = NULL, *store = NULL, *cache = NULL;
     int batch = 32, quiet = 0;
     ss_arg_t args[] = {
         {"--checkpoint", SS_ARG_STRING, &ckpt, "CK.h5", "encoder checkpoint (HDF5)", 0, 0},
@@ -140,6 +141,8 @@ int ss_main_embed(int argc, char **argv)
          "the pooled encoder output (default) or the projection head's", 0, 0},
         {"--out", SS_ARG_STRING, &out, "OUT.h5", "features (N, D) and names (N)", 0, 0},
         {"--batch", SS_ARG_INT, &batch, "N", "images per forward pass (default 32)", 1, 4096},
+        {"--store", SS_ARG_STRING, &store, "CROPS.h5", "instead of images: every bag of a crop store (`slidestream train`'s crops.h5)", 0, 0},
+        {"--cache", SS_ARG_STRING, &cache, "DIR", "with --store: one embedding-cache file per bag, DIR/<slide_id>.h5", 0, 0},
         {"--quiet", SS_ARG_FLAG, &quiet, NULL, "no progress lines", 0, 0},
         {0},
     };
@@ -147,7 +150,8 @@ int ss_main_embed(int argc, char **argv)
     char **pos = NULL;
     int rc = ss_args_parse(argc, argv,
                            "--checkpoint CK.h5 [--feature pooled|projection] --out OUT.h5 "
-                           "INPUT...\n\n"
+                           "INPUT...\n"
+                           "       slidestream embed --checkpoint CK.h5 --store CROPS.h5 --cache DIR\n\n"
                            "Embeds cell images (files, or folders searched recursively) with a "
                            "ResNet checkpoint.\nImages larger than the checkpoint's input size "
                            "are centre-cropped; smaller ones are refused.\nOUT.h5: features "
@@ -156,6 +160,25 @@ int ss_main_embed(int argc, char **argv)
     if (rc) {
         free(pos);
         return rc > 0 ? 0 : (ss_error_report(NULL), 2);
+    }
+    if (store || cache) { /* a crop store into embedding caches (e.g. after training on it) */
+        free(pos);
+        if (!store || !cache || !ckpt || npos) {
+            fprintf(stderr, "slidestream: embed: --store CROPS.h5 goes with --cache DIR and "
+                            "--checkpoint CK.h5, without INPUTs\n");
+            return 2;
+        }
+        if (strcmp(feature, "pooled") && strcmp(feature, "projection")) {
+            fprintf(stderr, "slidestream: embed: --feature must be pooled or projection, not '%s'\n",
+                    feature);
+            return 2;
+        }
+        ss_log_set_quiet(quiet);
+        if (ss_crop_store_embed(store, ckpt, feature, cache, quiet)) {
+            ss_error_report("embed failed");
+            return 1;
+        }
+        return 0;
     }
     if (ss_args_require("embed", "--checkpoint", ckpt) || ss_args_require("embed", "--out", out)) {
         free(pos);

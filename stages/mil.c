@@ -185,7 +185,7 @@ static int results_bag(const ss_mil_bag_t *b, const float *att, const int64_t *r
 static int cmd_predict(int argc, char **argv)
 {
     const char *model = NULL, *cache = NULL, *out = NULL, *wit = NULL;
-    const char *slides = NULL, *cells = NULL;
+    const char *slides = NULL, *cells = NULL, *split = NULL;
     int64_t top_k = 400;
     int quiet = 0, threads = 0;
     results_t R = {0};
@@ -193,6 +193,7 @@ static int cmd_predict(int argc, char **argv)
         {"--model", SS_ARG_STRING, &model, "M.h5", "aggregator checkpoint", 0, 0},
         {"--cache", SS_ARG_STRING, &cache, "DIR", "embedding caches to predict", 0, 0},
         {"--out", SS_ARG_STRING, &out, "DIR", "bags.csv, instances.csv, metrics.json", 0, 0},
+        {"--split", SS_ARG_STRING, &split, "S", "only the bags of this split (e.g. test: the slides training left out)", 0, 0},
         {"--top-k", SS_ARG_I64, &top_k, "K", "K of Recall@K (default 400)", 1, 1e12},
         {"--witnesses", SS_ARG_STRING, &wit, "CSV", "the cells' witness labels (a bag_cells.csv from `bags simulate`): Recall@K", 0, 0},
         {"--geojson", SS_ARG_FLAG, &R.geojson, NULL, "DIR/geojson/<slide_id>.geojson: the cells with their attention (QuPath)", 0, 0},
@@ -226,6 +227,10 @@ static int cmd_predict(int argc, char **argv)
     int code = 1;
     if (!m || ss_mil_bags_open(cache, &bags) || (wit && !(w = ss_mil_witnesses_load(wit))))
         goto done;
+    if (split && !ss_mil_bags_keep_split(&bags, split)) {
+        ss_error("mil", "%s holds no bags of split '%s'", cache, split);
+        goto done;
+    }
     if ((slides || cells) && !(R.src = ss_mil_sources_new(slides, cells))) goto done;
     R.out = out;
     char sub[4096];

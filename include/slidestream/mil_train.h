@@ -40,6 +40,8 @@ int ss_mil_bags_open(const char *dir, ss_mil_bags_t *out);
 int ss_mil_bag_load(ss_mil_bag_t *b, int dim);
 void ss_mil_bag_unload(ss_mil_bag_t *b);
 void ss_mil_bags_free(ss_mil_bags_t *bags);
+/* Keeps the bags whose split is `split` (e.g. "test"), in order; returns how many remain. */
+size_t ss_mil_bags_keep_split(ss_mil_bags_t *bags, const char *split);
 
 typedef struct {
     int epochs;          /* 100 */

@@ -137,4 +137,14 @@ int ss_crop_store_read(ss_crop_store_t *s, int64_t i, uint8_t *out);
  * index order for locality (repeated indices are fine). */
 int ss_crop_store_read_many(ss_crop_store_t *s, const int64_t *idx, int n, uint8_t *out);
 
+/* ---- embedding ----------------------------------------------------------------------- */
+
+/* Embeds every bag of the store at store_path with the encoder `checkpoint` (feature "pooled"
+ * or "projection") into cache_dir/<bag name>.h5, one embedding-cache file per bag, with the
+ * bag's label and split; each cell is centre-cut to the encoder's input size (the store's
+ * crops must be at least that big). A bag already cached with this encoder is kept, so an
+ * interrupted call resumes. */
+int ss_crop_store_embed(const char *store_path, const char *checkpoint, const char *feature,
+                        const char *cache_dir, int quiet);
+
 #endif

@@ -96,6 +96,20 @@ void ss_mil_bag_unload(ss_mil_bag_t *b)
     b->x = NULL, b->centres = NULL, b->cell_ids = NULL;
 }
 
+size_t ss_mil_bags_keep_split(ss_mil_bags_t *bags, const char *split)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < bags->n; i++) {
+        if (strcmp(bags->bags[i].split, split)) {
+            ss_mil_bag_unload(&bags->bags[i]);
+            continue;
+        }
+        bags->bags[k++] = bags->bags[i];
+    }
+    bags->n = k;
+    return k;
+}
+
 void ss_mil_bags_free(ss_mil_bags_t *bags)
 {
     for (size_t i = 0; i < bags->n; i++) ss_mil_bag_unload(&bags->bags[i]);

@@ -28,7 +28,6 @@
 #include "study_internal.h"
 
 #define DOM "study"
-#define EMBED_BATCH 64
 
 /* Paths under the study folder: its name is bounded (ss_study_run) so that these fit. */
 static void path_of(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -149,86 +148,6 @@ static int write_crops(const ss_study_config_t *c, const ss_cellset_t *cs,
     return ss_crop_writer_finish(&w);
 }
 
-/* ---- embedding every bag ---------------------------------------------------------------- */
-
-static int embed_bags(const char *store_path, const char *ckpt, const char *cache_dir)
-{
-    ss_encoder_id_t id;
-    if (ss_encoder_id(ckpt, "pooled", &id)) return -1;
-    ss_crop_store_t *s = ss_crop_store_open(store_path, 0);
-    if (!s) return -1;
-    ss_resnet_t *m = ss_resnet_new_from_checkpoint(ckpt, EMBED_BATCH, 0);
-    const int C = ss_crop_store_crop_size(s), S = m ? m->cfg.input_size : 0;
-    const size_t per = (size_t)3 * S * S;
-    uint8_t *crops = malloc((size_t)EMBED_BATCH * C * C * 3);
-    float *x = malloc((size_t)EMBED_BATCH * per * sizeof *x);
-    int64_t *coords = malloc((size_t)EMBED_BATCH * 4 * sizeof *coords), *centres = coords + 2 * EMBED_BATCH;
-    uint64_t *cids = malloc((size_t)EMBED_BATCH * sizeof *cids);
-    int rc = 0;
-    if (!m) rc = -1;
-    else if (!crops || !x || !coords || !cids) rc = ss_error(DOM, "out of memory");
-    else if (C < S)
-        rc = ss_error(DOM, "%s holds %d px crops, smaller than the encoder's input %d px",
-                      store_path, C, S);
-    for (int b = 0; !rc && b < ss_crop_store_nbags(s); b++) {
-        const char *name = ss_crop_store_bag_name(s, b);
-        char why[256];
-        if (ss_cache_check(cache_dir, name, id.hash, id.feature, id.preprocessing, why, sizeof why) == 1)
-            continue;
-        ss_cache_meta_t meta = {.slide_id = name,
-                                .label = ss_crop_store_bag_label(s, b),
-                                .split = ss_crop_store_bag_split(s, b),
-                                .patch_size = S,
-                                .patch_size_level0 = S,
-                                .encoder = id.encoder,
-                                .encoder_hash = id.hash,
-                                .feature = id.feature,
-                                .preprocessing = id.preprocessing,
-                                .dim = id.dim};
-        ss_cache_writer_t *w = ss_cache_writer_new(cache_dir, &meta);
-        if (!w) {
-            rc = -1;
-            break;
-        }
-        int64_t n = 0;
-        const int64_t *idx = ss_crop_store_bag_cells(s, b, &n);
-        for (int64_t i0 = 0; !rc && i0 < n; i0 += EMBED_BATCH) {
-            int nb = (int)(n - i0 < EMBED_BATCH ? n - i0 : EMBED_BATCH);
-            if (ss_crop_store_read_many(s, idx + i0, nb, crops)) {
-                rc = -1;
-                break;
-            }
-            for (int k = 0; k < nb; k++) {
-                ss_nn_normalise_u8(crops + (size_t)k * C * C * 3, C, ss_nn_centre_offset(C, S),
-                                   ss_nn_centre_offset(C, S), S, m->cfg.mean, m->cfg.std,
-                                   x + (size_t)k * per);
-                ss_crop_store_centre(s, idx[i0 + k], &centres[2 * k], &centres[2 * k + 1]);
-                coords[2 * k] = centres[2 * k] - S / 2;
-                coords[2 * k + 1] = centres[2 * k + 1] - S / 2;
-                cids[k] = ss_crop_store_cell_id(s, idx[i0 + k]);
-            }
-            int dim = 0;
-            if (ss_resnet_forward(m, x, nb, 0)) {
-                rc = -1;
-                break;
-            }
-            const float *feat = ss_resnet_output(m, SS_RESNET_FEATURE, &dim);
-            if (ss_cache_writer_add(w, nb, feat, coords, centres, cids, NULL, NULL)) rc = -1;
-        }
-        if (rc)
-            ss_cache_writer_abort(&w);
-        else if (ss_cache_writer_finish(&w))
-            rc = -1;
-    }
-    free(crops);
-    free(x);
-    free(coords);
-    free(cids);
-    ss_resnet_destroy(&m);
-    ss_crop_store_close(&s);
-    return rc;
-}
-
 /* ---- the aggregator ---------------------------------------------------------------------- */
 
 static double json_number(const char *text, const char *key)
@@ -250,7 +169,7 @@ static int train_and_test(const ss_study_config_t *c, int seed, const char *cach
     char mil_dir[4200], test_dir[4200], path[4300];
     path_of(mil_dir, sizeof mil_dir, "%s/mil", run_dir);
     path_of(test_dir, sizeof test_dir, "%s/test", run_dir);
-    ss_mil_bags_t all = {0}, test = {0};
+    ss_mil_bags_t all = {0};
     ss_mil_witnesses_t *wit = NULL;
     ss_mil_t *m = NULL;
     int rc = ss_mil_bags_open(cache_dir, &all);
@@ -269,18 +188,15 @@ static int train_and_test(const ss_study_config_t *c, int seed, const char *cach
         tc.quiet = 1;
         rc = ss_mil_fit(m, &all, &tc, mil_dir);
     }
-    /* the test bags alone: a view of the same entries (prediction loads and unloads them) */
-    if (!rc && !(test.bags = calloc(all.n, sizeof *test.bags))) rc = ss_error(DOM, "out of memory");
-    for (size_t i = 0; !rc && i < all.n; i++)
-        if (!strcmp(all.bags[i].split, "test")) test.bags[test.n++] = all.bags[i];
-    test.dim = all.dim;
-    if (!rc && !test.n) rc = ss_error(DOM, "%s holds no test bags", cache_dir);
+    /* the test bags alone */
+    if (!rc && !ss_mil_bags_keep_split(&all, "test"))
+        rc = ss_error(DOM, "%s holds no test bags", cache_dir);
     if (!rc && !(wit = ss_mil_witnesses_load(witness_csv))) rc = -1;
     if (!rc) {
         ss_mil_predict_config_t pc = {.top_k = c->top_k, .witnesses = wit, .quiet = 1};
-        rc = ss_mil_predict(m, &test, &pc, test_dir);
+        rc = ss_mil_predict(m, &all, &pc, test_dir);
     }
-    free(test.bags); /* the entries belong to `all` */
+    res->test_bags = (int)all.n;
     ss_mil_witnesses_free(&wit);
     ss_mil_destroy(&m);
     ss_mil_bags_free(&all);
@@ -296,7 +212,6 @@ static int train_and_test(const ss_study_config_t *c, int seed, const char *cach
     res->accuracy = json_number(text, "accuracy");
     res->auc = json_number(text, "roc_auc");
     res->recall = json_number(text, "recall_at_k");
-    res->test_bags = (int)test.n;
     return 0;
 }
 
@@ -455,7 +370,7 @@ static int one_run(const ss_study_config_t *c, const char *group_dir, const char
 
     t = ss_now();
     print_progress(p, "embedding the bags", 1);
-    if (embed_bags(store, path, cache)) return -1;
+    if (ss_crop_store_embed(store, path, "pooled", cache, 1)) return -1;
     res.embed_s = ss_now() - t;
     if (*p->stop) return 1;
 
