@@ -159,7 +159,7 @@ int ss_main_aggregator(int argc, char **argv)
         ss_mil_witnesses_free(&w);
         return 2;
     }
-    a.st = ss_stage_new(sa.name ? sa.name : "aggregator", sa.status, sa.shutdown);
+    a.st = ss_stage_open("aggregator", &sa);
     ss_sock_t *in = a.st ? ss_sock_new(SS_PULL, in_ep, 1, hwm) : NULL;
     ss_sock_t *ctl = in ? ss_sock_new(SS_PULL, ctl_ep, 1, 100000) : NULL;
     ss_collector_config_t cc = {.name = "aggregator", .data_types = SS_COLLECT_TYPE(SS_MSG_EMBED),

@@ -435,7 +435,7 @@ int ss_main_bag_builder(int argc, char **argv)
             return 2;
         }
         ss_log_set_quiet(sa.quiet);
-        ss_stage_t *st = ss_stage_new(sa.name ? sa.name : "bag-builder", sa.status, sa.shutdown);
+        ss_stage_t *st = ss_stage_open("bag-builder", &sa);
         ss_sock_t *out = st ? ss_sock_new(SS_PUSH, out_ep, 1, hwm) : NULL;
         ss_sock_t *next = out ? ss_sock_new(SS_PUSH, next_ep, 0, 100000) : NULL;
         int r = next ? stream_simulated(st, simulated, out, next, sim_mpp) : -1;
@@ -470,7 +470,7 @@ int ss_main_bag_builder(int argc, char **argv)
         fprintf(bags_csv, "bag_id,label,split,n_cells,complete,faults,path\n");
         fprintf(cells_csv, "bag_id,cell_id,x,y,bbox_x,bbox_y,bbox_w,bbox_h,area\n");
     }
-    ss_stage_t *st = ss_stage_new(sa.name ? sa.name : "bag-builder", sa.status, sa.shutdown);
+    ss_stage_t *st = ss_stage_open("bag-builder", &sa);
     ss_sock_t *in = st ? ss_sock_new(SS_PULL, in_ep, 1, hwm) : NULL;
     ss_sock_t *ctl = in ? ss_sock_new(SS_PULL, ctl_ep, 1, 100000) : NULL;
     ss_sock_t *out = ctl ? ss_sock_new(SS_PUSH, out_ep, 1, hwm) : NULL;

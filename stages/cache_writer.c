@@ -262,7 +262,7 @@ int ss_main_cache_writer(int argc, char **argv)
         ss_error_report(NULL);
         return 2;
     }
-    ss_stage_t *st = ss_stage_new(sa.name ? sa.name : "cache-writer", sa.status, sa.shutdown);
+    ss_stage_t *st = ss_stage_open("cache-writer", &sa);
     ss_sock_t *in = st ? ss_sock_new(SS_PULL, in_ep, 1, hwm) : NULL;
     ss_sock_t *ctl = in ? ss_sock_new(SS_PULL, ctl_ep, 1, 100000) : NULL;
     W.st = st;

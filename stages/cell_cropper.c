@@ -121,7 +121,7 @@ int ss_main_cell_cropper(int argc, char **argv)
     ss_log_set_quiet(sa.quiet);
     ss_cells_params_t params;
     ss_cells_params_default(&params, cm);
-    ss_stage_t *st = ss_stage_new(sa.name ? sa.name : "cell-cropper", sa.status, sa.shutdown);
+    ss_stage_t *st = ss_stage_open("cell-cropper", &sa);
     ss_sock_t *in = st ? ss_sock_new(SS_PULL, in_ep, 0, hwm) : NULL;
     ss_sock_t *out = in ? ss_sock_new(SS_PUSH, out_ep, 0, hwm) : NULL;
     ss_sock_t *ctl = out ? ss_sock_new(SS_PUSH, ctl_ep, 0, 100000) : NULL;

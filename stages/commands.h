@@ -26,5 +26,6 @@ int ss_main_train(int argc, char **argv);
 int ss_main_mil(int argc, char **argv);
 int ss_main_aggregator(int argc, char **argv);
 int ss_main_study(int argc, char **argv);
+int ss_main_keys(int argc, char **argv);
 
 #endif

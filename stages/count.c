@@ -126,7 +126,7 @@ int ss_main_count(int argc, char **argv)
     }
     ss_log_set_quiet(sa.quiet);
 
-    ss_stage_t *st = ss_stage_new(sa.name ? sa.name : "count", sa.status, sa.shutdown);
+    ss_stage_t *st = ss_stage_open("count", &sa);
     ss_sock_t *data = st ? ss_sock_new(SS_PULL, in_ep, 1, hwm) : NULL;
     ss_sock_t *ctl = data ? ss_sock_new(SS_PULL, ctl_ep, 1, hwm) : NULL;
     ss_progress_t *prog = NULL;

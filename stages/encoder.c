@@ -129,7 +129,7 @@ int ss_main_encoder(int argc, char **argv)
     ss_resnet_output(b.model, b.which, &dim);
     b.y1 = b.deterministic ? malloc((size_t)batch * (dim > 0 ? dim : 1) * sizeof *b.y1) : NULL;
     b.heads = malloc((size_t)batch * sizeof *b.heads);
-    ss_stage_t *st = ss_stage_new(sa.name ? sa.name : "encoder", sa.status, sa.shutdown);
+    ss_stage_t *st = ss_stage_open("encoder", &sa);
     ss_sock_t *in = st ? ss_sock_new(SS_PULL, in_ep, 0, hwm) : NULL;
     ss_sock_t *out = in ? ss_sock_new(SS_PUSH, out_ep, 0, hwm) : NULL;
     if (!out || !b.x || !b.heads || (b.deterministic && !b.y1)) {

@@ -201,7 +201,7 @@ int ss_main_replay(int argc, char **argv)
     size_t nfiles = 0;
     char **files = collect(npos, pos, &nfiles);
     free(pos);
-    ss_stage_t *st = ss_stage_new(sa.name ? sa.name : "replay", sa.status, sa.shutdown);
+    ss_stage_t *st = ss_stage_open("replay", &sa);
     ss_sock_t *out = st ? ss_sock_new(SS_PUSH, out_ep, 1, hwm) : NULL;
     ss_sock_t *ctl = out ? ss_sock_new(SS_PUSH, ctl_ep, 0, 100000) : NULL;
     if (!ctl) {

@@ -302,7 +302,8 @@ int ss_main_run(int argc, char **argv)
     }
     if (strlen(rundir) > 80)
         ss_warn("run directory '%s' is long; ipc:// endpoints are limited to ~100 bytes", rundir);
-    if (mkdirs(logdir)) {
+    ss_pipeline_security_t rs; /* --keys/--trust/--insecure for every stage */
+    if (ss_pipeline_security(pl, &rs) || ss_rundir_prepare(rundir) || mkdirs(logdir)) {
         ss_error_report(NULL);
         ss_pipeline_destroy(&pl);
         return 1;
@@ -337,7 +338,7 @@ int ss_main_run(int argc, char **argv)
 
     static proc_t procs[MAX_PROCS];
     int np = 0, failed = -1;
-    char *words[SS_PIPE_MAX_ARGS + 10];
+    char *words[SS_PIPE_MAX_ARGS + 16];
     for (int s = 0; s < pl->nstages && failed < 0; s++) {
         ss_pipe_stage_t *stg = &pl->stages[s];
         int reps = ss_pipeline_replicas(pl, stg);
@@ -373,6 +374,7 @@ int ss_main_run(int argc, char **argv)
             words[k++] = shutdown_ep;
             words[k++] = "--name";
             words[k++] = p->name;
+            for (int a = 0; a < rs.argc; a++) words[k++] = rs.argv[a];
             words[k] = NULL;
             p->start = ss_now();
             p->pid = spawn(words, p->log);

@@ -208,7 +208,7 @@ int ss_main_tiler(int argc, char **argv)
         ss_manifest_destroy(&m);
         return 2;
     }
-    ss_stage_t *st = ss_stage_new(sa.name ? sa.name : "tiler", sa.status, sa.shutdown);
+    ss_stage_t *st = ss_stage_open("tiler", &sa);
     ss_sock_t *out = st ? ss_sock_new(SS_PUSH, out_ep, 1, hwm) : NULL;
     ss_sock_t *ctl = out ? ss_sock_new(SS_PUSH, ctl_ep, 0, 10000) : NULL;
     if (!ctl) {

@@ -384,7 +384,7 @@ int ss_main_train(int argc, char **argv)
         fprintf(stderr, "slidestream: train: cannot create %s: %s\n", out, strerror(errno));
         return 1;
     }
-    ss_stage_t *st = ss_stage_new(sa.name ? sa.name : "train", sa.status, sa.shutdown);
+    ss_stage_t *st = ss_stage_open("train", &sa);
     if (!st) {
         ss_error_report("train: cannot start");
         return 1;

@@ -153,12 +153,15 @@ ss_pipeline_t *ss_pipeline_load(const char *path, int noverrides, char **overrid
         }
         char key[128];
         snprintf(key, sizeof key, "%.*s", (int)(eq - overrides[i]), overrides[i]);
-        if (strcmp(key, "rundir") && !ss_pipeline_var(p, key)) {
+        int builtin = !strcmp(key, "rundir") || !strcmp(key, "keys") || !strcmp(key, "trust") ||
+                      !strcmp(key, "insecure");
+        if (!builtin && !ss_pipeline_var(p, key)) {
             char known[1024] = "";
             size_t len = 0;
             for (int k = 0; k < p->nvars && len < sizeof known - 70; k++)
                 len += (size_t)snprintf(known + len, sizeof known - len, "%s%s", k ? ", " : "", p->var_key[k]);
-            err = ss_error("pipeline", "%s has no variable '%s' (it has: %s%srundir)", path, key,
+            err = ss_error("pipeline", "%s has no variable '%s' (it has: %s%srundir, keys, "
+                                       "trust, insecure)", path, key,
                            known, p->nvars ? ", " : "");
             break;
         }

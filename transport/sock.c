@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "security_internal.h"
 #include "slidestream/error.h"
 
 struct ss_sock {
@@ -43,6 +44,12 @@ static void *ctx(void)
 }
 
 ss_sock_t *ss_sock_new(ss_sock_kind_t kind, const char *endpoint, int default_bind, int hwm)
+{
+    return ss_sock_new_secure(kind, endpoint, default_bind, hwm, ss_security_default());
+}
+
+ss_sock_t *ss_sock_new_secure(ss_sock_kind_t kind, const char *endpoint, int default_bind,
+                              int hwm, const ss_security_t *sec)
 {
     static const int types[] = {ZMQ_PUSH, ZMQ_PULL, ZMQ_PUB, ZMQ_SUB};
     if (!endpoint || !*endpoint) {
@@ -91,10 +98,16 @@ ss_sock_t *ss_sock_new(ss_sock_kind_t kind, const char *endpoint, int default_bi
         int ivl = 100;
         rc = zmq_setsockopt(s->zs, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
     }
-    if (!rc) rc = bind ? zmq_bind(s->zs, ep) : zmq_connect(s->zs, ep);
     if (rc) {
+        ss_error("transport", "cannot set the options of a socket for %s: %s", ep,
+                 zmq_strerror(errno));
+    } else if (ss_security_apply(sec, c, s->zs, ep, bind)) {
+        rc = -1; /* the policy said why */
+    } else if ((rc = bind ? zmq_bind(s->zs, ep) : zmq_connect(s->zs, ep))) {
         ss_error("transport", "cannot %s %s: %s", bind ? "bind" : "connect to", ep,
                  zmq_strerror(errno));
+    }
+    if (rc) {
         zmq_close(s->zs);
         free(s);
         return NULL;
@@ -116,12 +129,14 @@ void ss_transport_term(void)
 {
     /* Blocks until every socket is closed and lingering messages have left (bounded by each
      * socket's linger), so the last messages of a stage are not lost at exit. */
+    int terminated = 1;
     if (g_ctx) {
         /* Interrupted by a signal: give up on the queue and let the process end. */
-        while (zmq_ctx_term(g_ctx) != 0 && errno == EINTR && !g_dropping) {}
+        while ((terminated = zmq_ctx_term(g_ctx) == 0) == 0 && errno == EINTR && !g_dropping) {}
         g_ctx = NULL;
         g_once = (pthread_once_t)PTHREAD_ONCE_INIT;
     }
+    ss_security_term(terminated); /* the ZAP handler ends with the context */
 }
 
 void ss_sock_destroy(ss_sock_t **sp)
@@ -131,6 +146,7 @@ void ss_sock_destroy(ss_sock_t **sp)
         int zero = 0;
         zmq_setsockopt((*sp)->zs, ZMQ_LINGER, &zero, sizeof zero);
     }
+    ss_security_forget((*sp)->zs);
     zmq_close((*sp)->zs);
     free(*sp);
     *sp = NULL;

@@ -77,6 +77,15 @@ fail:
     return NULL;
 }
 
+ss_stage_t *ss_stage_open(const char *default_name, const ss_stage_args_t *sa)
+{
+    const char *name = sa->name ? sa->name : default_name;
+    ss_security_t *sec = ss_security_new(sa->keys, sa->trust, sa->insecure, name);
+    if (!sec) return NULL;
+    ss_transport_set_security(&sec);
+    return ss_stage_new(name, sa->status, sa->shutdown);
+}
+
 void ss_stage_destroy(ss_stage_t **sp)
 {
     if (!sp || !*sp) return;

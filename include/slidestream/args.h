@@ -27,12 +27,16 @@ typedef struct {
     double min, max; /* for numbers; both 0 = unbounded */
 } ss_arg_t;
 
-/* The flags every stage takes: where to send status, where shutdown comes from, its name. */
+/* The flags every stage takes: where to send status, where shutdown comes from, its name,
+ * and its transport security (ss_stage_open applies them all; see transport.h). */
 typedef struct {
     const char *status;
     const char *shutdown;
     const char *name;
     int quiet;
+    const char *keys;  /* --keys DIR: this stage's CURVE pair, DIR/key.pub + DIR/key.secret */
+    const char *trust; /* --trust PATH: the peers' public keys, a .pub file or a directory */
+    int insecure;      /* --insecure: allow a non-loopback tcp bind without keys */
 } ss_stage_args_t;
 
 #define SS_STAGE_ARGS(sa)                                                                     \
@@ -41,7 +45,14 @@ typedef struct {
         {"--shutdown", SS_ARG_STRING, &(sa).shutdown, "EP",                                   \
          "subscribe to the shutdown broadcast (connect)", 0, 0},                              \
         {"--name", SS_ARG_STRING, &(sa).name, "NAME", "name used in reports", 0, 0},          \
-        {"--quiet", SS_ARG_FLAG, &(sa).quiet, NULL, "no progress lines", 0, 0}
+        {"--quiet", SS_ARG_FLAG, &(sa).quiet, NULL, "no progress lines", 0, 0},              \
+        {"--keys", SS_ARG_STRING, &(sa).keys, "DIR",                                          \
+         "CURVE key pair for tcp (DIR/key.pub, DIR/key.secret; `slidestream keys new DIR`)", 0, \
+         0},                                                                                  \
+        {"--trust", SS_ARG_STRING, &(sa).trust, "PATH",                                       \
+         "peers' public keys: a .pub file or a directory of HOST.pub files", 0, 0},          \
+        {"--insecure", SS_ARG_FLAG, &(sa).insecure, NULL,                                     \
+         "allow a tcp bind on a non-loopback address without keys", 0, 0}
 
 /* Parse argv[1..argc-1] (argv[0] is the command name). `usage` is the synopsis line(s) and
  * description printed by --help. Positionals are collected into *pos (pointers into argv,

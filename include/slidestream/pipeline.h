@@ -11,7 +11,9 @@
  *   post = detect ... --gallery ${rundir}/g.png  one-shot commands run after a successful run
  *
  * A run succeeds when every sink exits 0. ${rundir} is the run directory; ${name} the
- * pipeline's name. Commands are split on blanks; double quotes group words.
+ * pipeline's name. Commands are split on blanks; double quotes group words. The built-in
+ * variables keys, trust and insecure (like rundir, settable without a `set`) give every stage
+ * --keys, --trust and --insecure (docs/transport-security.md).
  */
 #ifndef SLIDESTREAM_PIPELINE_H
 #define SLIDESTREAM_PIPELINE_H
@@ -63,5 +65,16 @@ void ss_pipeline_free_words(char **argv, int n);
 
 /* The replica count of a stage (expanding x${var}); -1 with an error when it is not 1..64. */
 int ss_pipeline_replicas(const ss_pipeline_t *p, const ss_pipe_stage_t *s);
+
+/* A run's transport security from the built-in variables `keys`, `trust` and `insecure` (each
+ * optional; set in the file or as key=value): installs it for the launcher's own sockets
+ * (ss_transport_set_security) and fills argv with the flags every stage gets: --keys DIR,
+ * --trust PATH, --insecure (pointing into the struct). Errors name the bad key file or value. */
+typedef struct {
+    char keys[1024], trust[1024];
+    char *argv[5];
+    int argc;
+} ss_pipeline_security_t;
+int ss_pipeline_security(const ss_pipeline_t *p, ss_pipeline_security_t *rs);
 
 #endif

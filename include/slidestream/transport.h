@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <zmq.h>
 
+#include "slidestream/args.h"
 #include "slidestream/wire.h"
 
 typedef enum { SS_PUSH, SS_PULL, SS_PUB, SS_SUB } ss_sock_kind_t;
@@ -71,6 +72,45 @@ int ss_sock_send_text(ss_sock_t *s, ss_msg_header_t *h, const char *text, volati
  * and returns 0; -1 when absent. */
 int ss_text_get(const void *text, size_t len, const char *key, char *out, size_t out_size);
 
+/* ---- security: CURVE on tcp, private ipc directories (docs/transport-security.md) ------- */
+
+/* A process's transport security: its own CURVE key pair (KEYS/key.pub, KEYS/key.secret), the
+ * public keys it trusts (a .pub file or a directory of *.pub files) and whether a tcp bind on a
+ * non-loopback address without keys is allowed (--insecure).
+ *
+ * With keys, every tcp socket speaks CURVE: a binding socket is the CURVE server and accepts
+ * only clients whose public key is its own or a trusted one (others are refused, and logged
+ * with their address); a connecting socket is the client and authenticates the server by the
+ * key its endpoint's host names: TRUST/HOST.pub; else, for a loopback host, this process's own
+ * key; else the one trusted key (or its own key when none is). ipc:// and inproc:// are never
+ * encrypted; an ipc bind in a directory other users can enter draws a warning.
+ * Without keys, a bind on a non-loopback tcp address is refused unless `insecure`. */
+typedef struct ss_security ss_security_t;
+
+/* keys_dir NULL: no keys (trust must then be NULL too). `who` names the stage in logs. Errors
+ * name the offending file (missing, malformed, a secret key others can read, mismatched pair). */
+ss_security_t *ss_security_new(const char *keys_dir, const char *trust, int insecure,
+                               const char *who);
+void ss_security_destroy(ss_security_t **s);
+/* This process's public key in Z85 (40 characters), or NULL without keys. */
+const char *ss_security_public_key(const ss_security_t *s);
+/* Install the process-wide security every ss_sock_new uses (takes ownership; NULL = none: no
+ * keys, no --insecure). Freed by ss_transport_term. */
+void ss_transport_set_security(ss_security_t **s);
+/* ss_sock_new with an explicit security (NULL = none) instead of the process-wide one. The
+ * security must outlive the socket. */
+ss_sock_t *ss_sock_new_secure(ss_sock_kind_t kind, const char *endpoint, int default_bind,
+                              int hwm, const ss_security_t *sec);
+
+/* Write a new key pair into dir (created 0700 if missing): key.secret (mode 0600) and key.pub.
+ * Refuses to replace an existing pair unless `force`. Fills pub_z85 (41 bytes) when not NULL. */
+int ss_keys_new(const char *dir, int force, char *pub_z85);
+
+/* Make (or check) a run directory that only its owner can enter: created 0700 (parents as
+ * the umask says); an existing one of another user is refused, one that others can enter is
+ * made 0700 with a warning. */
+int ss_rundir_prepare(const char *dir);
+
 /* ---- stage runtime ---------------------------------------------------------------------- */
 
 typedef struct ss_stage ss_stage_t;
@@ -82,6 +122,10 @@ typedef struct {
 /* `name` names the stage in reports; status_ep (PUSH, connects) and shutdown_ep (SUB,
  * connects) may be NULL when the stage runs on its own. Installs SIGINT/SIGTERM handlers. */
 ss_stage_t *ss_stage_new(const char *name, const char *status_ep, const char *shutdown_ep);
+/* What a stage main calls: the common flags in one place. Installs the process-wide security
+ * from --keys/--trust/--insecure, then ss_stage_new with --name (default `default_name`),
+ * --status and --shutdown. Call it before creating any socket. */
+ss_stage_t *ss_stage_open(const char *default_name, const ss_stage_args_t *sa);
 /* Closes the stage's sockets and ends the ZeroMQ context (ss_transport_term): call it last,
  * after the main closed its own sockets. */
 void ss_stage_destroy(ss_stage_t **st);
