@@ -40,12 +40,19 @@ if [ "$mode" = demo ]; then
   rm -rf "$out"
   ./build/stages/slidestream run pipelines/demo.conf rundir="runs/demo"
   echo
-  echo "demo output: $out — cache/*.h5 (embeddings), bags/ (bag manifest), masks/*.geojson,"
-  echo "  gallery-abnormal.png, overlay-abnormal.png, cells-abnormal.geojson, report.json, logs/"
-  echo "  predictions/: bags.csv (each slide's probability), instances.csv (every cell's attention),"
-  echo "  heatmaps/<slide>.png, gallery/<slide>.png (top 16 cells), geojson/<slide>.geojson (QuPath)"
-  echo "  (encoder and aggregator are untrained here: the pictures show the pipeline, not a diagnosis;"
-  echo "   pipelines/pretrain.conf trains an encoder, \`slidestream mil train\` an aggregator)"
+  echo "demo output in $out:"
+  echo "  train/curves.svg          the SLAM-AGS pretraining curves (losses, gradient cosine, norms)"
+  echo "  train/encoder.h5          the encoder trained from the six training slides' labels"
+  echo "  cache/<slide>.h5          every slide's cell embeddings (CLAM/TRIDENT-style HDF5)"
+  echo "  mil/train.svg, train.csv  the ABMIL aggregator's training and validation curves"
+  echo "  predictions/bags.csv      the two test slides' probabilities and predictions:"
+  sed 's/^/                              /' "$out/predictions/bags.csv"
+  echo "  predictions/heatmaps/     attention over each test slide's thumbnail (PNG)"
+  echo "  predictions/gallery/      each test slide's 16 most attended cells with their scores"
+  echo "  predictions/geojson/      each cell with its attention, for QuPath"
+  echo "  gallery-abnormal.png, overlay-abnormal.png, cells-abnormal.geojson: detected cells"
+  echo "  (a short run on eight generated slides: it shows the system working end to end, not a"
+  echo "   validated diagnosis; \`slidestream study\` runs the witness-rate study)"
   exit 0
 fi
 [ "$mode" = build ] && exit 0

@@ -50,6 +50,8 @@ static const char USAGE_SLIDE[] =
     "  --density D            nucleated cells per mm² (default 200; real smears have fewer)\n"
     "  --manifest FILE.csv    append a row slide_id,path,label for this slide (header written\n"
     "                         when the file is new), so generated slides feed pipelines\n"
+    "  --split S              also a split column for that row (train, test, ...; the trainer\n"
+    "                         leaves test slides out; all rows of a manifest should have one)\n"
     "  --label N              the label for that row (default: 1 if --witness-rate > 0, else 0)\n"
     "  --if-missing           keep FILE.tiff when it already exists (pipelines re-run cheaply)\n"
     "  --quiet                no progress lines\n";
@@ -169,8 +171,9 @@ static int cells_work(const void *opts, const char *out)
     return ss_synth_cells_write(opts, out);
 }
 
-/* Append "slide_id,path,label" for a finished slide (header first when the file is new). */
-static int manifest_append(const char *manifest, const char *slide, int label)
+/* Append "slide_id,path,label[,split]" for a finished slide (header first when the file is
+ * new). */
+static int manifest_append(const char *manifest, const char *slide, int label, const char *split)
 {
     char abs[PATH_MAX];
     if (!realpath(slide, abs)) return ss_error_system("synth", "cannot resolve %s", slide);
@@ -192,8 +195,8 @@ static int manifest_append(const char *manifest, const char *slide, int label)
             return 0;
         }
     fseek(f, 0, SEEK_END);
-    if (ftell(f) == 0) fprintf(f, "slide_id,path,label\n");
-    fprintf(f, "%s,\"%s\",%d\n", id, abs, label);
+    if (ftell(f) == 0) fprintf(f, "slide_id,path,label%s\n", split ? ",split" : "");
+    fprintf(f, "%s,\"%s\",%d%s%s\n", id, abs, label, split ? "," : "", split ? split : "");
     if (fclose(f)) return ss_error_system("synth", "cannot write manifest %s", manifest);
     return 0;
 }
@@ -202,7 +205,7 @@ static int main_slide(int argc, char **argv)
 {
     ss_synth_slide_opts_t o;
     ss_synth_slide_opts_default(&o);
-    const char *out = NULL, *truth = NULL, *manifest = NULL;
+    const char *out = NULL, *truth = NULL, *manifest = NULL, *split = NULL;
     int64_t w = 0, h = 0, label = -1;
     int if_missing = 0;
     for (int i = 1; i < argc; i++) {
@@ -223,7 +226,7 @@ static int main_slide(int argc, char **argv)
         if (strncmp(f, "--", 2) ||
             (strcmp(f, "--out") && strcmp(f, "--width") && strcmp(f, "--height") &&
              strcmp(f, "--mpp") && strcmp(f, "--witness-rate") && strcmp(f, "--seed") &&
-             strcmp(f, "--truth") && strcmp(f, "--density") && strcmp(f, "--manifest") &&
+             strcmp(f, "--truth") && strcmp(f, "--density") && strcmp(f, "--manifest") && strcmp(f, "--split") &&
              strcmp(f, "--label")))
             return usage_error("synth slide: unknown argument '%s'%s", argv[i], "");
         const char *v = flag_value(argc, argv, &i, f);
@@ -235,6 +238,8 @@ static int main_slide(int argc, char **argv)
             truth = v;
         else if (!strcmp(f, "--manifest"))
             manifest = v;
+        else if (!strcmp(f, "--split"))
+            split = v;
         else if (!strcmp(f, "--label"))
             rc = parse_i64(f, v, 0, 1000000, &label);
         else if (!strcmp(f, "--width"))
@@ -261,7 +266,7 @@ static int main_slide(int argc, char **argv)
      * kept as it is; only the manifest row is added. */
     int rc = if_missing && access(out, F_OK) == 0 ? 0 : run_with_vips(slide_work, &o, out);
     if (rc == 0 && manifest &&
-        manifest_append(manifest, out, label >= 0 ? (int)label : o.witness_rate > 0)) {
+        manifest_append(manifest, out, label >= 0 ? (int)label : o.witness_rate > 0, split)) {
         ss_error_report(NULL);
         return 1;
     }
