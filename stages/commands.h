@@ -18,6 +18,7 @@ int ss_main_detect(int argc, char **argv);
 int ss_main_cell_cropper(int argc, char **argv);
 int ss_main_bag_builder(int argc, char **argv);
 int ss_main_embed(int argc, char **argv);
+int ss_main_cells(int argc, char **argv);
 int ss_main_encoder(int argc, char **argv);
 int ss_main_cache_writer(int argc, char **argv);
 int ss_main_replay(int argc, char **argv);

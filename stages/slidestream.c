@@ -23,6 +23,7 @@ static const ss_command_t commands[] = {
     {"mil", ss_main_mil, "attention MIL aggregators on embedding caches: init, train, predict"},
     {"study", ss_main_study, "the witness-rate study: methods x witness rates x seeds, tables and figure"},
     {"embed", ss_main_embed, "embed cell images with a ResNet checkpoint into one HDF5 file"},
+    {"cells", ss_main_cells, "cell folders: crop every labelled cell of annotated images (from-labels)"},
     {"keys", ss_main_keys, "make a CURVE key pair for stages that talk over tcp (keys new DIR)"},
 };
 

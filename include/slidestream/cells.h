@@ -136,6 +136,21 @@ int ss_geojson_end(FILE *f);
 int ss_image_load_rgb(const char *path, uint8_t **rgb, int *w, int *h);
 int ss_image_save_rgb(const char *path, const uint8_t *rgb, int w, int h);
 
+/* Where a cell folder's crops came from: root/cells.csv (written by `slidestream cells
+ * from-labels`; columns path, relative to root, and source, the image cropped). Sources are
+ * numbered 0..count-1 in byte order of their names, so that studies can keep train and test
+ * cells from disjoint images. Loading gives *out NULL and 0 when there is no cells.csv or it has
+ * no path and source columns; -1 (naming file:line) for a file that cannot be read, a row without
+ * both, or a path listed twice. */
+typedef struct ss_cell_sources ss_cell_sources_t;
+
+int ss_cell_sources_load(const char *root, ss_cell_sources_t **out);
+/* The source index of the crop at rel ("<CLASS>/<file>"), -1 when unlisted (or s is NULL). */
+int ss_cell_sources_find(const ss_cell_sources_t *s, const char *rel);
+size_t ss_cell_sources_count(const ss_cell_sources_t *s);
+const char *ss_cell_sources_name(const ss_cell_sources_t *s, int index); /* NULL out of range */
+void ss_cell_sources_destroy(ss_cell_sources_t **s);
+
 /* Pre-cropped cell images as a stream: root/<CLASS>/<image>.{png,jpg,jpeg,bmp,tif,tiff}, one
  * folder per class code, visited in sorted order (classes, then files, byte order). */
 typedef struct ss_cell_folder ss_cell_folder_t;
@@ -145,11 +160,15 @@ typedef struct {
     const char *path;
     uint8_t *rgb; /* (h, w, 3); owned by the stream, valid until the next call */
     int w, h;
-    size_t index; /* position in the sorted listing */
+    size_t index;       /* position in the sorted listing */
+    const char *source; /* the image it was cropped from (root/cells.csv), or NULL */
+    int source_index;   /* that source's number (ss_cell_sources_*), or -1 */
 } ss_cell_item_t;
 
 int ss_cell_folder_open(const char *root, ss_cell_folder_t **out);
 size_t ss_cell_folder_count(const ss_cell_folder_t *f);
+/* The folder's cells.csv sources, NULL when it has none; owned by the stream. */
+const ss_cell_sources_t *ss_cell_folder_sources(const ss_cell_folder_t *f);
 /* 1: *item filled; 0: end; -1: this file failed (error names it) — the next call goes on. */
 int ss_cell_folder_next(ss_cell_folder_t *f, ss_cell_item_t *item);
 void ss_cell_folder_destroy(ss_cell_folder_t **f);
