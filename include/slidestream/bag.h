@@ -31,7 +31,7 @@ typedef struct {
     size_t n_normal, n_abnormal;
     char **classes; /* class codes found, sorted */
     size_t n_classes;
-    char **sources; /* source images named by DIR/cells.csv, in order of first mention */
+    char **sources; /* source images named by DIR/cells.csv (ss_cell_sources_*: sorted) */
     size_t n_sources;
     size_t n_unsourced; /* cells cells.csv does not list (all of them when it is absent) */
 } ss_cellset_t;
@@ -41,7 +41,7 @@ typedef struct {
  * When dir/cells.csv exists (as `slidestream cells from-labels` writes it: a header naming at
  * least `path` (relative to dir, "<CODE>/<file>") and `source`), each listed cell gets its
  * source image, so bags can be drawn with train and test from disjoint images. Rows naming no
- * image of the folder are ignored; a cells.csv without those columns is an error. */
+ * image of the folder are ignored; a cells.csv without those columns records no sources. */
 int ss_cellset_load(const char *dir, const char *normal_codes, ss_cellset_t **out);
 void ss_cellset_destroy(ss_cellset_t **cs);
 

@@ -16,7 +16,7 @@
 
 #include "slidestream/bag.h"
 #include "slidestream/error.h"
-#include "slidestream/manifest.h"
+#include "slidestream/cells.h"
 
 static int is_image(const char *name)
 {
@@ -159,96 +159,25 @@ void ss_cellset_destroy(ss_cellset_t **pcs)
     *pcs = NULL;
 }
 
-static int cmp_cell_id(const void *a, const void *b)
-{
-    return strcmp((*(ss_cell_image_t *const *)a)->cell_id, (*(ss_cell_image_t *const *)b)->cell_id);
-}
-
-/* The index of `name` among the sources, added when new (a linear probe of a small open-
- * addressing table keyed by the name's hash). */
-typedef struct {
-    size_t *slot; /* index + 1, 0 = empty */
-    size_t cap;
-} name_table_t;
-
-static uint64_t name_hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
-static int source_index(ss_cellset_t *cs, name_table_t *t, const char *name, size_t *cap)
-{
-    if (2 * (cs->n_sources + 1) > t->cap) { /* grow and rehash */
-        size_t ncap = t->cap ? 2 * t->cap : 1024;
-        size_t *slot = calloc(ncap, sizeof *slot);
-        if (!slot) return -1;
-        for (size_t i = 0; i < cs->n_sources; i++) {
-            size_t j = name_hash(cs->sources[i]) & (ncap - 1);
-            while (slot[j]) j = (j + 1) & (ncap - 1);
-            slot[j] = i + 1;
-        }
-        free(t->slot);
-        t->slot = slot;
-        t->cap = ncap;
-    }
-    size_t j = name_hash(name) & (t->cap - 1);
-    for (; t->slot[j]; j = (j + 1) & (t->cap - 1))
-        if (!strcmp(cs->sources[t->slot[j] - 1], name)) return (int)(t->slot[j] - 1);
-    if (cs->n_sources == *cap) {
-        size_t ncap = *cap ? 2 * *cap : 256;
-        char **p = realloc(cs->sources, ncap * sizeof *p);
-        if (!p) return -1;
-        cs->sources = p;
-        *cap = ncap;
-    }
-    if (!(cs->sources[cs->n_sources] = strdup(name))) return -1;
-    t->slot[j] = cs->n_sources + 1;
-    return (int)cs->n_sources++;
-}
-
-/* dir/cells.csv, when present: the source image of each listed cell. */
+/* dir/cells.csv, when present (lib/cells reads it): the source image of each listed cell. */
 static int load_sources(const char *dir, ss_cellset_t *cs)
 {
     for (size_t i = 0; i < cs->n; i++) cs->cells[i].source = -1;
     cs->n_unsourced = cs->n;
-    char path[4096];
-    if (snprintf(path, sizeof path, "%s/cells.csv", dir) >= (int)sizeof path) return 0;
-    FILE *f = fopen(path, "r");
-    if (!f) return errno == ENOENT ? 0 : ss_error_system("bag", "cannot open %s", path);
-    ss_cell_image_t **by_id = malloc((cs->n ? cs->n : 1) * sizeof *by_id);
-    name_table_t table = {0};
-    size_t cap = 0;
-    int rc = 0, col_path = -1, col_source = -1, lineno = 0;
-    char line[16384], *fld[64];
-    if (!by_id) rc = ss_error("bag", "out of memory reading %s", path);
-    for (size_t i = 0; !rc && i < cs->n; i++) by_id[i] = &cs->cells[i];
-    if (!rc) qsort(by_id, cs->n, sizeof *by_id, cmp_cell_id);
-    while (!rc && fgets(line, sizeof line, f)) {
-        lineno++;
-        int nf = ss_csv_split(line, fld, 64);
-        if (lineno == 1) {
-            for (int k = 0; k < nf; k++) {
-                if (!strcmp(fld[k], "path")) col_path = k;
-                if (!strcmp(fld[k], "source")) col_source = k;
-            }
-            if (col_path < 0 || col_source < 0)
-                rc = ss_error("bag", "%s: the header names no 'path' and 'source' columns", path);
-            continue;
-        }
-        if (nf <= col_path || nf <= col_source) continue; /* blank or short line */
-        ss_cell_image_t key = {.cell_id = fld[col_path]}, *kp = &key;
-        ss_cell_image_t **hit = bsearch(&kp, by_id, cs->n, sizeof *by_id, cmp_cell_id);
-        if (!hit || (*hit)->source >= 0) continue;
-        int s = source_index(cs, &table, fld[col_source], &cap);
-        if (s < 0) rc = ss_error("bag", "out of memory reading %s", path);
-        (*hit)->source = s;
-        cs->n_unsourced--;
+    ss_cell_sources_t *src = NULL;
+    if (ss_cell_sources_load(dir, &src)) return -1;
+    if (!src) return 0;
+    size_t n = ss_cell_sources_count(src);
+    int rc = 0;
+    if (!(cs->sources = calloc(n ? n : 1, sizeof *cs->sources))) rc = ss_error("bag", "out of memory");
+    for (size_t k = 0; !rc && k < n; k++, cs->n_sources++)
+        if (!(cs->sources[k] = strdup(ss_cell_sources_name(src, (int)k))))
+            rc = ss_error("bag", "out of memory");
+    for (size_t i = 0; !rc && i < cs->n; i++) {
+        cs->cells[i].source = ss_cell_sources_find(src, cs->cells[i].cell_id);
+        cs->n_unsourced -= cs->cells[i].source >= 0;
     }
-    fclose(f);
-    free(by_id);
-    free(table.slot);
+    ss_cell_sources_destroy(&src);
     return rc;
 }
 
