@@ -3,7 +3,11 @@
  *   status in:  PULL @ipc://RUNDIR/status.ipc   (every stage pushes STATS here)
  *   shutdown:   PUB  @ipc://RUNDIR/shutdown.ipc (broadcast when the sinks are done)
  * A run succeeds when every sink exits 0. If any stage fails first, the launcher stops the
- * rest and exits 1 naming that stage and its log. */
+ * rest and exits 1 naming that stage and its log.
+ * On Slurm (slidestream/cluster.h): --slurm writes a batch script that runs this launcher with
+ * --slurm-job inside the allocation, where the ipc:// endpoints become tcp ones (CURVE, with a
+ * key pair made for the run) on the first node and each scalable worker is a child `srun` on
+ * every node. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -17,6 +21,7 @@
 
 #include "commands.h"
 #include "slidestream/args.h"
+#include "slidestream/cluster.h"
 #include "slidestream/log.h"
 #include "slidestream/pipeline.h"
 #include "slidestream/transport.h"
@@ -64,7 +69,8 @@ static const char *self_exe(void)
     return path;
 }
 
-/* fork + exec `slidestream argv...`, output to `log` (NULL = inherit). */
+/* fork + exec `slidestream argv...` (or, when argv[0] is not "slidestream", the program argv[0]
+ * found in PATH: srun), output to `log` (NULL = inherit). */
 static pid_t spawn(char **argv, const char *log)
 {
     fflush(NULL);
@@ -80,8 +86,11 @@ static pid_t spawn(char **argv, const char *log)
                 close(fd);
             }
         }
-        execv(self_exe(), argv);
-        fprintf(stderr, "slidestream run: cannot execute %s: %s\n", self_exe(), strerror(errno));
+        int self = !strcmp(argv[0], "slidestream");
+        if (self) execv(self_exe(), argv);
+        else execvp(argv[0], argv);
+        fprintf(stderr, "slidestream run: cannot execute %s: %s\n", self ? self_exe() : argv[0],
+                strerror(errno));
         _exit(127);
     }
     return pid;
@@ -252,13 +261,112 @@ static int run_steps(const ss_pipeline_t *pl, int count, char *const *steps, con
     return 0;
 }
 
+/* `path` made absolute against the working directory, into out. */
+static int absolute(const char *path, char *out, size_t n)
+{
+    char cwd[2048];
+    if (path[0] == '/') {
+        if ((size_t)snprintf(out, n, "%s", path) >= n)
+            return ss_error("run", "path too long: %s", path);
+        return 0;
+    }
+    if (!getcwd(cwd, sizeof cwd))
+        return ss_error_system("run", "cannot tell the working directory");
+    if (!strcmp(path, ".")) path = "";
+    if ((size_t)snprintf(out, n, "%s%s%s", cwd, *path ? "/" : "", path) >= n)
+        return ss_error("run", "path too long: %s", path);
+    return 0;
+}
+
+/* On Slurm the stages talk tcp across nodes: unless the run names its keys (keys=DIR) or asks
+ * for plain tcp (insecure=1), it gets a CURVE key pair of its own in RUNDIR/keys, which every
+ * stage and the launcher use (the run directory is on a file system every node sees). */
+static int slurm_keys(ss_pipeline_t *pl, const char *rundir)
+{
+    const char *ins = ss_pipeline_var(pl, "insecure");
+    if (ss_pipeline_var(pl, "keys") || (ins && !strcmp(ins, "1"))) return 0;
+    char dir[1100], secret[1200];
+    snprintf(dir, sizeof dir, "%s/keys", rundir);
+    snprintf(secret, sizeof secret, "%s/key.secret", dir);
+    if (access(secret, F_OK) && ss_keys_new(dir, 0, NULL)) return -1;
+    return ss_pipeline_set(pl, "keys", dir);
+}
+
+/* --slurm: write RUNDIR/slurm.sh (and with --submit, sbatch it). */
+static int slurm_script(const ss_pipeline_t *pl, const char *rundir, int noverrides,
+                        char **overrides, const char *keys, int nodes, const char *sbatch,
+                        int port_base, const char *head, int submit)
+{
+    char exe[4096], conf[4096], cwd[4096], script[1100], keys_ov[1100];
+    if (absolute(self_exe(), exe, sizeof exe) || absolute(pl->path, conf, sizeof conf) ||
+        absolute(".", cwd, sizeof cwd))
+        return -1;
+    /* The job gets the user's key=value words, plus the run's own keys when it made them. */
+    char *ov[SS_PIPE_MAX_VARS + 2];
+    int nov = 0, has_keys = 0;
+    for (int i = 0; i < noverrides && nov < SS_PIPE_MAX_VARS; i++) {
+        has_keys |= !strncmp(overrides[i], "keys=", 5);
+        ov[nov++] = overrides[i];
+    }
+    if (keys && *keys && !has_keys) {
+        snprintf(keys_ov, sizeof keys_ov, "keys=%s", keys);
+        ov[nov++] = keys_ov;
+    }
+    ss_slurm_job_t job = {.exe = exe, .pipeline = conf, .rundir = rundir, .workdir = cwd,
+                          .noverrides = nov, .overrides = ov, .nodes = nodes,
+                          .sbatch = sbatch, .port_base = port_base, .head = head};
+    snprintf(script, sizeof script, "%s/slurm.sh", rundir);
+    if (ss_cluster_write_script(pl, &job, script)) return -1;
+    printf("run %s: Slurm batch script %s (%d node%s)\n", pl->name, script, nodes,
+           nodes > 1 ? "s" : "");
+    if (!submit) {
+        printf("submit it with: sbatch %s\n", script);
+        return 0;
+    }
+    char id[64];
+    if (ss_cluster_submit(script, id, sizeof id)) return -1;
+    printf("submitted batch job %s; progress in %s/slurm-%s.out, report in %s/report.json\n", id,
+           rundir, id, rundir);
+    return 0;
+}
+
+/* --slurm-job: the allocation's nodes, the head's address and the tcp channel table. */
+static ss_cluster_t *slurm_cluster(const char *head, int port_base, char ***hosts, int *nhosts)
+{
+    if (ss_cluster_slurm_nodes(hosts, nhosts)) return NULL;
+    char here[256] = "";
+    if (!head) head = getenv("SLURMD_NODENAME"); /* set on the node the batch script runs on */
+    if (!head || !*head) {
+        gethostname(here, sizeof here - 1); /* under salloc: the stable stages run here */
+        head = here;
+    }
+    if (!port_base) {
+        const char *id = getenv("SLURM_JOB_ID");
+        port_base = ss_cluster_port_base(id ? strtoul(id, NULL, 10) : 0);
+    }
+    ss_cluster_t *cl = ss_cluster_new(head, port_base);
+    if (cl) ss_info("run: Slurm job on %d node%s (%s%s); stable stages on %s, tcp ports from %d",
+                    *nhosts, *nhosts > 1 ? "s" : "", (*hosts)[0], *nhosts > 1 ? ", ..." : "",
+                    head, port_base);
+    return cl;
+}
+
 int ss_main_run(int argc, char **argv)
 {
     ss_stage_args_t sa = {0};
     double grace = 5.0;
+    int slurm = 0, slurm_job = 0, submit = 0, nodes = 1, port_base = 0;
+    const char *sbatch = NULL, *head = NULL;
     ss_arg_t args[] = {
         {"--grace", SS_ARG_DOUBLE, &grace, "S", "seconds stages get to stop after shutdown (default 5)", 0.1, 3600},
         {"--quiet", SS_ARG_FLAG, &sa.quiet, NULL, "no progress lines", 0, 0},
+        {"--slurm", SS_ARG_FLAG, &slurm, NULL, "write a Slurm batch script RUNDIR/slurm.sh instead of running here", 0, 0},
+        {"--nodes", SS_ARG_INT, &nodes, "N", "with --slurm: nodes to ask for (default 1)", 1, 100000},
+        {"--submit", SS_ARG_FLAG, &submit, NULL, "with --slurm: submit the script with sbatch", 0, 0},
+        {"--sbatch", SS_ARG_STRING, &sbatch, "OPTS", "with --slurm: more sbatch options (\"--partition=P --time=1:00:00\")", 0, 0},
+        {"--slurm-job", SS_ARG_FLAG, &slurm_job, NULL, "inside a Slurm allocation (the script, or salloc): stable stages here, workers on every node by srun, tcp endpoints", 0, 0},
+        {"--port-base", SS_ARG_INT, &port_base, "P", "on Slurm: the first tcp port (default 10000 + 32 x (job id mod 700))", 1024, 65535 - SS_CLUSTER_MAX_PORTS},
+        {"--head", SS_ARG_STRING, &head, "ADDR", "on Slurm: the address other nodes reach the first node by (default its node name)", 0, 0},
         {0},
     };
     int npos = 0;
@@ -267,7 +375,11 @@ int ss_main_run(int argc, char **argv)
                            "PIPELINE.conf [key=value ...] [options]\n\n"
                            "Starts every stage of a pipeline as a child process, wired by ipc://\n"
                            "endpoints in a run directory (override with rundir=DIR); writes\n"
-                           "RUNDIR/report.json and each stage's log under RUNDIR/logs/.",
+                           "RUNDIR/report.json and each stage's log under RUNDIR/logs/.\n"
+                           "With --slurm, writes a batch script that runs the same pipeline on a\n"
+                           "Slurm allocation instead: stable stages on the first node, scalable\n"
+                           "workers (replicated stages that only connect) N per node on every\n"
+                           "node, tcp endpoints with CURVE in place of the ipc:// ones.",
                            args, &npos, &pos);
     if (rc) return rc > 0 ? 0 : (ss_error_report(NULL), 2);
     if (npos < 1) {
@@ -275,9 +387,14 @@ int ss_main_run(int argc, char **argv)
         ss_error_report("run: which pipeline? (slidestream run PIPELINE.conf [key=value ...])");
         return 2;
     }
+    if (slurm && slurm_job) {
+        free(pos);
+        ss_error_report("run: --slurm writes a script, --slurm-job runs inside one: not both");
+        return 2;
+    }
     ss_pipeline_t *pl = ss_pipeline_load(pos[0], npos - 1, pos + 1);
-    free(pos);
     if (!pl) {
+        free(pos);
         ss_error_report(NULL);
         return 2;
     }
@@ -293,29 +410,60 @@ int ss_main_run(int argc, char **argv)
         strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
         snprintf(rundir, sizeof rundir, "runs/%s-%s-%d", pl->name, stamp, (int)getpid());
     }
+    if (slurm && rundir[0] != '/') { /* the job runs elsewhere: give it an absolute one */
+        char abs[sizeof rundir];
+        rd = NULL;
+        if (absolute(rundir, abs, sizeof abs)) rundir[0] = '\0';
+        else memcpy(rundir, abs, sizeof rundir);
+    }
     char logdir[600];
     snprintf(logdir, sizeof logdir, "%s/logs", rundir);
-    if (!rd && ss_pipeline_set(pl, "rundir", rundir)) {
+    if (!rundir[0] || (!rd && ss_pipeline_set(pl, "rundir", rundir))) {
+        free(pos);
         ss_error_report(NULL);
         ss_pipeline_destroy(&pl);
         return 1;
     }
-    if (strlen(rundir) > 80)
+    if (strlen(rundir) > 80 && !slurm && !slurm_job)
         ss_warn("run directory '%s' is long; ipc:// endpoints are limited to ~100 bytes", rundir);
     ss_pipeline_security_t rs; /* --keys/--trust/--insecure for every stage */
-    if (ss_pipeline_security(pl, &rs) || ss_rundir_prepare(rundir) || mkdirs(logdir)) {
+    if (((slurm || slurm_job) && (ss_rundir_prepare(rundir) || slurm_keys(pl, rundir))) ||
+        ss_pipeline_security(pl, &rs) || ss_rundir_prepare(rundir) || mkdirs(logdir)) {
+        free(pos);
         ss_error_report(NULL);
         ss_pipeline_destroy(&pl);
         return 1;
     }
-    char status_ep[700], shutdown_ep[700];
+    if (slurm) {
+        int bad = slurm_script(pl, rundir, npos - 1, pos + 1, rs.keys, nodes, sbatch, port_base,
+                               head, submit);
+        free(pos);
+        ss_pipeline_destroy(&pl);
+        if (bad) ss_error_report(NULL);
+        return bad ? 1 : 0;
+    }
+    free(pos);
+    /* On Slurm the launcher's own channels are tcp too: stages on other nodes report here. */
+    char **hosts = NULL;
+    int nhosts = 0;
+    ss_cluster_t *cl = slurm_job ? slurm_cluster(head, port_base, &hosts, &nhosts) : NULL;
+    char status_ep[700], shutdown_ep[700], status_arg[700], shutdown_arg[700];
     snprintf(status_ep, sizeof status_ep, "ipc://%s/status.ipc", rundir);
     snprintf(shutdown_ep, sizeof shutdown_ep, "ipc://%s/shutdown.ipc", rundir);
-    ss_sock_t *status = ss_sock_new(SS_PULL, status_ep, 1, 10000);
+    snprintf(status_arg, sizeof status_arg, "%s", status_ep);
+    snprintf(shutdown_arg, sizeof shutdown_arg, "%s", shutdown_ep);
+    if (cl && (ss_cluster_endpoint(cl, "status", 1, status_ep, sizeof status_ep) ||
+               ss_cluster_endpoint(cl, "shutdown", 1, shutdown_ep, sizeof shutdown_ep) ||
+               ss_cluster_endpoint(cl, "status", 0, status_arg, sizeof status_arg) ||
+               ss_cluster_endpoint(cl, "shutdown", 0, shutdown_arg, sizeof shutdown_arg)))
+        ss_cluster_destroy(&cl);
+    ss_sock_t *status = !slurm_job || cl ? ss_sock_new(SS_PULL, status_ep, 1, 10000) : NULL;
     ss_sock_t *bcast = status ? ss_sock_new(SS_PUB, shutdown_ep, 1, 100) : NULL;
     if (!bcast) {
         ss_error_report(NULL);
         ss_sock_destroy(&status);
+        ss_cluster_destroy(&cl);
+        ss_cluster_free_nodes(&hosts, nhosts);
         ss_pipeline_destroy(&pl);
         return 1;
     }
@@ -332,53 +480,70 @@ int ss_main_run(int argc, char **argv)
         ss_error_report(NULL);
         ss_sock_destroy(&bcast);
         ss_sock_destroy(&status);
+        ss_cluster_destroy(&cl);
+        ss_cluster_free_nodes(&hosts, nhosts);
         ss_pipeline_destroy(&pl);
         return 1;
     }
 
     static proc_t procs[MAX_PROCS];
     int np = 0, failed = -1;
-    char *words[SS_PIPE_MAX_ARGS + 16];
+    /* argv: [srun words] slidestream COMMAND... --status EP --shutdown EP --name NAME [keys] */
+    enum { PRE = 16 };
+    char *words[PRE + SS_PIPE_MAX_ARGS + 16];
     for (int s = 0; s < pl->nstages && failed < 0; s++) {
         ss_pipe_stage_t *stg = &pl->stages[s];
         int reps = ss_pipeline_replicas(pl, stg);
-        if (reps < 0) {
+        int n = reps < 0 ? -1 : ss_pipeline_words(pl, stg->cmd, words + PRE, SS_PIPE_MAX_ARGS);
+        if (n <= 0) {
+            if (n == 0) ss_error("run", "%s:%d: empty command", pl->path, stg->line);
             failed = np;
             break;
         }
-        if (np + reps > MAX_PROCS) {
+        for (int k = 0; cl && k < n && failed < 0; k++)
+            if (ss_cluster_rewrite(cl, &words[PRE + k]) < 0) failed = np;
+        /* On Slurm, scalable workers run `reps` times on every node; the rest here. */
+        int every = cl && ss_cluster_on_every_node(stg, n, words + PRE);
+        int nodes_here = every ? nhosts : 1;
+        if (failed < 0 && np + reps * nodes_here > MAX_PROCS) {
             ss_error("run", "%s: more than %d stage processes", pl->path, MAX_PROCS);
             failed = np;
-            break;
         }
-        for (int r = 0; r < reps; r++) {
-            int n = ss_pipeline_words(pl, stg->cmd, words + 1, SS_PIPE_MAX_ARGS);
-            if (n <= 0) {
-                if (n == 0) ss_error("run", "%s:%d: empty command", pl->path, stg->line);
-                failed = np;
-                break;
-            }
+        for (int i = 0; failed < 0 && i < reps * nodes_here; i++) {
+            int r = i % reps;
+            const char *host = every ? hosts[i / reps] : NULL;
             proc_t *p = &procs[np];
             memset(p, 0, sizeof *p);
             char name[sizeof p->name];
-            if (reps > 1 || stg->replicas == 0) snprintf(name, sizeof name, "%.70s.%d", stg->name, r);
+            if (every) snprintf(name, sizeof name, "%.40s.%.30s.%d", stg->name, host, r);
+            else if (reps > 1 || stg->replicas == 0) snprintf(name, sizeof name, "%.70s.%d", stg->name, r);
             else snprintf(name, sizeof name, "%s", stg->name);
             memcpy(p->name, name, sizeof name);
             p->sink = stg->sink;
             snprintf(p->log, sizeof p->log, "%s/%s.log", logdir, name);
-            words[0] = "slidestream";
-            int k = n + 1;
+            char **argv0 = words + PRE - 1, srun_buf[512], *srun[PRE];
+            words[PRE - 1] = "slidestream";
+            if (every) { /* srun ... /path/to/slidestream COMMAND ... */
+                int ns = ss_cluster_srun_argv(host, name, srun, PRE - 2, srun_buf, sizeof srun_buf);
+                if (ns < 0) {
+                    failed = np;
+                    break;
+                }
+                words[PRE - 1] = (char *)self_exe();
+                argv0 = words + PRE - 1 - ns;
+                memcpy(argv0, srun, (size_t)ns * sizeof *srun);
+            }
+            int k = PRE + n;
             words[k++] = "--status";
-            words[k++] = status_ep;
+            words[k++] = status_arg;
             words[k++] = "--shutdown";
-            words[k++] = shutdown_ep;
+            words[k++] = shutdown_arg;
             words[k++] = "--name";
             words[k++] = p->name;
             for (int a = 0; a < rs.argc; a++) words[k++] = rs.argv[a];
             words[k] = NULL;
             p->start = ss_now();
-            p->pid = spawn(words, p->log);
-            ss_pipeline_free_words(words + 1, n);
+            p->pid = spawn(argv0, p->log);
             if (p->pid < 0) {
                 ss_error_system("run", "cannot start stage %s", p->name);
                 failed = np;
@@ -387,6 +552,7 @@ int ss_main_run(int argc, char **argv)
             p->running = 1;
             np++;
         }
+        ss_pipeline_free_words(words + PRE, n);
     }
 
     int stopping = failed >= 0, interrupted = 0;
@@ -484,6 +650,8 @@ int ss_main_run(int argc, char **argv)
     printf("run %s: %s in %.1fs; report: %s/report.json\n", pl->name, verdict, wall, rundir);
     ss_sock_destroy(&bcast);
     ss_sock_destroy(&status);
+    ss_cluster_destroy(&cl);
+    ss_cluster_free_nodes(&hosts, nhosts);
     ss_pipeline_destroy(&pl);
     return exit_code;
 }
