@@ -29,6 +29,10 @@ double ss_eval_recall_at_k(const int64_t *rank, const int *witness, size_t n, in
 /* mean and sample standard deviation (n - 1; 0 for one value) of the finite values of x. */
 void ss_eval_mean_std(const double *x, size_t n, double *mean, double *std);
 
+/* The number after "key": in the text of a metrics.json (`mil predict`); NaN for null or
+ * absent. */
+double ss_mil_metrics_value(const char *text, const char *key);
+
 /* Mean ± sample standard deviation over runs (e.g. seeds) of the metrics in <run>/metrics.json
  * (`mil predict`): accuracy, f1, roc_auc, recall_at_k. A table on `table` (may be NULL) and,
  * when out_json is not NULL, {"runs": n, "<metric>": {"mean", "std", "runs"}, ...}. */

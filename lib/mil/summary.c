@@ -13,8 +13,7 @@
 static const char *const metric_names[] = {"accuracy", "f1", "roc_auc", "recall_at_k"};
 #define NMETRICS (sizeof metric_names / sizeof metric_names[0])
 
-/* The number after "key": in a metrics.json text; NaN for null or absent. */
-static double json_value(const char *text, const char *key)
+double ss_mil_metrics_value(const char *text, const char *key)
 {
     char pat[64];
     snprintf(pat, sizeof pat, "\"%s\":", key);
@@ -49,7 +48,7 @@ int ss_mil_summarize(const char *const *runs, int n, FILE *table, const char *ou
             rc = ss_error(DOM, "%s is not the metrics.json of `mil predict`", path);
             break;
         }
-        for (size_t k = 0; k < NMETRICS; k++) v[k * n + r] = json_value(text, metric_names[k]);
+        for (size_t k = 0; k < NMETRICS; k++) v[k * n + r] = ss_mil_metrics_value(text, metric_names[k]);
     }
     FILE *out = NULL;
     char tmp[4200];

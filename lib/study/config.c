@@ -58,50 +58,62 @@ int ss_study_profile(const char *name, ss_study_config_t *c)
     return ss_error("study", "unknown profile '%s' (paper or quick)", name);
 }
 
-int ss_study_set_methods(ss_study_config_t *c, const char *list)
+/* Calls take(c, item) for each item of a comma list; errors name the flag. */
+static int each_item(ss_study_config_t *c, const char *flag, const char *list,
+                     int (*take)(ss_study_config_t *c, const char *item))
 {
     char buf[512];
     if (snprintf(buf, sizeof buf, "%s", list) >= (int)sizeof buf)
-        return ss_error("study", "--methods '%s': too long", list);
-    c->n_methods = 0;
-    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        ss_train_method_t m;
-        if (ss_train_method_parse(t, &m))
-            return ss_error("study", "--methods: '%s' is not a pretraining method (slam-ags, "
-                                     "pcgrad, cagrad, mgda, weaksupcon, simclr, supervised)",
-                            t);
-        if (c->n_methods == SS_STUDY_MAX_METHODS)
-            return ss_error("study", "--methods: at most %d methods", SS_STUDY_MAX_METHODS);
-        for (int i = 0; i < c->n_methods; i++)
-            if (!strcmp(c->methods[i], ss_train_method_name(m)))
-                return ss_error("study", "--methods: '%s' given twice", t);
-        snprintf(c->methods[c->n_methods++], sizeof c->methods[0], "%s", ss_train_method_name(m));
-    }
-    if (!c->n_methods) return ss_error("study", "--methods: no method given");
+        return ss_error("study", "%s '%s': too long", flag, list);
+    int n = 0;
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save), n++)
+        if (take(c, t)) return -1;
+    return n ? 0 : ss_error("study", "%s: nothing given", flag);
+}
+
+static int take_method(ss_study_config_t *c, const char *t)
+{
+    ss_train_method_t m;
+    if (ss_train_method_parse(t, &m))
+        return ss_error("study", "--methods: '%s' is not a pretraining method (slam-ags, pcgrad, "
+                                 "cagrad, mgda, weaksupcon, simclr, supervised)",
+                        t);
+    if (c->n_methods == SS_STUDY_MAX_METHODS)
+        return ss_error("study", "--methods: at most %d methods", SS_STUDY_MAX_METHODS);
+    for (int i = 0; i < c->n_methods; i++)
+        if (!strcmp(c->methods[i], ss_train_method_name(m)))
+            return ss_error("study", "--methods: '%s' given twice", t);
+    snprintf(c->methods[c->n_methods++], sizeof c->methods[0], "%s", ss_train_method_name(m));
     return 0;
+}
+
+static int take_rate(ss_study_config_t *c, const char *t)
+{
+    char *end;
+    double v = strtod(t, &end);
+    if (*end == '%') v /= 100, end++;
+    if (end == t || *end || !(v > 0 && v <= 1))
+        return ss_error("study", "--rates: '%s' is not a witness rate (0 < r <= 1, or a "
+                                 "percentage such as 0.5%%)",
+                        t);
+    if (c->n_rates == SS_STUDY_MAX_RATES)
+        return ss_error("study", "--rates: at most %d rates", SS_STUDY_MAX_RATES);
+    for (int i = 0; i < c->n_rates; i++)
+        if (fabs(c->rates[i] - v) < 1e-12) return ss_error("study", "--rates: '%s' given twice", t);
+    c->rates[c->n_rates++] = v;
+    return 0;
+}
+
+int ss_study_set_methods(ss_study_config_t *c, const char *list)
+{
+    c->n_methods = 0;
+    return each_item(c, "--methods", list, take_method);
 }
 
 int ss_study_set_rates(ss_study_config_t *c, const char *list)
 {
-    char buf[512];
-    if (snprintf(buf, sizeof buf, "%s", list) >= (int)sizeof buf)
-        return ss_error("study", "--rates '%s': too long", list);
     c->n_rates = 0;
-    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        char *end;
-        double v = strtod(t, &end);
-        if (*end == '%') v /= 100, end++;
-        if (end == t || *end || !(v > 0 && v <= 1))
-            return ss_error("study", "--rates: '%s' is not a witness rate (0 < r <= 1, or a "
-                                     "percentage such as 0.5%%)",
-                            t);
-        if (c->n_rates == SS_STUDY_MAX_RATES)
-            return ss_error("study", "--rates: at most %d rates", SS_STUDY_MAX_RATES);
-        for (int i = 0; i < c->n_rates; i++)
-            if (fabs(c->rates[i] - v) < 1e-12) return ss_error("study", "--rates: '%s' given twice", t);
-        c->rates[c->n_rates++] = v;
-    }
-    if (!c->n_rates) return ss_error("study", "--rates: no rate given");
+    if (each_item(c, "--rates", list, take_rate)) return -1;
     /* highest rate first, as the paper's tables */
     for (int i = 1; i < c->n_rates; i++)
         for (int j = i; j > 0 && c->rates[j] > c->rates[j - 1]; j--) {

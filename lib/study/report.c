@@ -89,12 +89,13 @@ static void cell(const grid_t *g, int m, int r, int which, double *mean, double 
     ss_eval_mean_std(v, (size_t)*n, mean, sd);
 }
 
+/* table-<metric>.csv and .md; the Markdown is also appended to the report. */
 static int write_table(const ss_study_config_t *c, const grid_t *g, const char *out_dir, int which,
-                       text_t *md)
+                       text_t *report)
 {
     const char *stem = which ? "table-recall" : "table-f1";
     char path[4200];
-    text_t csv = {0};
+    text_t csv = {0}, mdt = {0}, *md = &mdt;
     put(&csv, "method,witness_rate,mean,std,n,runs\n");
     put(md, "| Method |");
     for (int r = 0; r < g->nr; r++) put(md, " WR %g%% |", 100 * c->rates[r]);
@@ -128,10 +129,14 @@ static int write_table(const ss_study_config_t *c, const grid_t *g, const char *
         }
         put(md, "\n");
     }
-    int rc = csv.oom ? ss_error(DOM, "out of memory") : 0;
+    int rc = csv.oom || md->oom ? ss_error(DOM, "out of memory") : 0;
     snprintf(path, sizeof path, "%s/%s.csv", out_dir, stem);
     if (!rc) rc = study_write_file(path, csv.s);
+    snprintf(path, sizeof path, "%s/%s.md", out_dir, stem);
+    if (!rc) rc = study_write_file(path, md->s);
+    if (!rc) put(report, "%s", md->s);
     free(csv.s);
+    free(md->s);
     return rc;
 }
 
@@ -174,7 +179,7 @@ int ss_study_report(const ss_study_config_t *c, const char *out_dir)
     size_t total = (size_t)g.nm * g.nr * g.ns;
     g.r = calloc(total, sizeof *g.r);
     g.have = calloc(total, 1);
-    text_t res = {0}, md = {0}, rep = {0};
+    text_t res = {0}, rep = {0};
     int rc = g.r && g.have ? 0 : ss_error(DOM, "out of memory");
     int finished = 0;
     double t_pre = 0, t_emb = 0, t_mil = 0;
@@ -228,23 +233,9 @@ int ss_study_report(const ss_study_config_t *c, const char *out_dir)
               "cell.\n\n",
         c->bag_size, c->arch, c->test_bags, c->top_k, c->top_k, c->top_k);
     put(&rep, "## Bag F1 (paper Table 2)\n\n");
-    size_t mark = rep.n;
     if (!rc) rc = write_table(c, &g, out_dir, 0, &rep);
-    snprintf(path, sizeof path, "%s/table-f1.md", out_dir);
-    if (!rc && !rep.oom) {
-        char *tab = strndup(rep.s + mark, rep.n - mark);
-        rc = tab ? study_write_file(path, tab) : ss_error(DOM, "out of memory");
-        free(tab);
-    }
     put(&rep, "\n## Recall@%d (paper Table 3)\n\n", c->top_k);
-    mark = rep.n;
     if (!rc) rc = write_table(c, &g, out_dir, 1, &rep);
-    snprintf(path, sizeof path, "%s/table-recall.md", out_dir);
-    if (!rc && !rep.oom) {
-        char *tab = strndup(rep.s + mark, rep.n - mark);
-        rc = tab ? study_write_file(path, tab) : ss_error(DOM, "out of memory");
-        free(tab);
-    }
     put(&rep, "\n![Figure 1](figure-1.svg)\n\n## Wall time of the finished runs\n\n"
               "| Part | Total | Mean per run |\n|---|---|---|\n");
     double k = finished ? finished : 1;
@@ -261,6 +252,6 @@ int ss_study_report(const ss_study_config_t *c, const char *out_dir)
         ss_info("study: %d of %d runs finished; tables %s/table-{f1,recall}.{csv,md}, figure "
                 "%s/figure-1.svg, report %s/report.md",
                 finished, (int)total, out_dir, out_dir, out_dir);
-    free(res.s), free(md.s), free(rep.s), free(g.r), free(g.have);
+    free(res.s), free(rep.s), free(g.r), free(g.have);
     return rc;
 }

@@ -18,6 +18,7 @@
 #include "slidestream/encoder_id.h"
 #include "slidestream/error.h"
 #include "slidestream/log.h"
+#include "slidestream/mil_eval.h"
 #include "slidestream/mil_predict.h"
 #include "slidestream/mil_train.h"
 #include "slidestream/nn_preprocess.h"
@@ -150,19 +151,6 @@ static int write_crops(const ss_study_config_t *c, const ss_cellset_t *cs,
 
 /* ---- the aggregator ---------------------------------------------------------------------- */
 
-static double json_number(const char *text, const char *key)
-{
-    char pat[96];
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    const char *p = strstr(text, pat);
-    if (!p) return NAN;
-    p += strlen(pat);
-    while (*p == ' ') p++;
-    char *end;
-    double v = strtod(p, &end);
-    return end == p ? NAN : v;
-}
-
 static int train_and_test(const ss_study_config_t *c, int seed, const char *cache_dir,
                           const char *witness_csv, const char *run_dir, study_result_t *res)
 {
@@ -208,10 +196,10 @@ static int train_and_test(const ss_study_config_t *c, int seed, const char *cach
     size_t n = fread(text, 1, sizeof text - 1, f);
     fclose(f);
     text[n] = 0;
-    res->f1 = json_number(text, "f1");
-    res->accuracy = json_number(text, "accuracy");
-    res->auc = json_number(text, "roc_auc");
-    res->recall = json_number(text, "recall_at_k");
+    res->f1 = ss_mil_metrics_value(text, "f1");
+    res->accuracy = ss_mil_metrics_value(text, "accuracy");
+    res->auc = ss_mil_metrics_value(text, "roc_auc");
+    res->recall = ss_mil_metrics_value(text, "recall_at_k");
     return 0;
 }
 
