@@ -129,6 +129,11 @@ int ss_main_study(int argc, char **argv)
                c.n_rates, c.seeds);
         return 0;
     }
+    if (!strcmp(profile, "paper") && !quiet) { /* say up front what the paper's grid costs here */
+        printf("study: the paper profile on this machine — ");
+        fflush(stdout);
+        ss_study_estimate(&c, stdout);
+    }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
