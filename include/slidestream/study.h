@@ -22,6 +22,7 @@
  *   results.csv                     every finished run, one row each
  *   table-f1.{csv,md}, table-recall.{csv,md}   mean ± std over seeds (paper Tables 2, 3)
  *   figure-1.svg                    F1 and Recall@K against witness rate, a line per method
+ *                                   (also one panel a file: figure-1-f1.svg, figure-1-recall.svg)
  *   report.md                       what each number is, and the wall time of each part
  * Every step writes its outputs under temporary names renamed when complete, so a study that
  * is stopped (SIGINT/SIGTERM, a crash) continues where it stopped when run again, without

@@ -140,36 +140,46 @@ static int write_table(const ss_study_config_t *c, const grid_t *g, const char *
     return rc;
 }
 
+/* One panel of Figure 1: metric `which` (0 F1, 1 Recall@K) against witness rate. */
+static int figure_panel(ss_plot_t *p, const ss_study_config_t *c, const grid_t *g, int which)
+{
+    char ylab[64];
+    snprintf(ylab, sizeof ylab, "Recall@%d", c->top_k);
+    int panel = ss_plot_panel(p, which ? "Top-K retrieval of witness cells" : "Bag F1",
+                              "witness rate (%, log scale)", which ? ylab : "bag F1",
+                              SS_PLOT_LOGX | SS_PLOT_MARKERS);
+    if (panel < 0 || ss_plot_ylim(p, panel, 0, 1)) return -1;
+    for (int m = 0; m < g->nm; m++) {
+        double x[SS_STUDY_MAX_RATES], y[SS_STUDY_MAX_RATES];
+        size_t k = 0;
+        for (int r = g->nr - 1; r >= 0; r--) { /* ascending witness rate */
+            double mean, sd;
+            int n;
+            cell(g, m, r, which, &mean, &sd, &n);
+            x[k] = 100 * c->rates[r];
+            y[k++] = n ? mean : NAN;
+        }
+        if (ss_plot_series(p, panel, study_method_label(c->methods[m]), x, y, k, 0)) return -1;
+    }
+    return 0;
+}
+
+/* figure-1.svg (both panels) and figure-1-f1.svg, figure-1-recall.svg (one each). */
 static int write_figure(const ss_study_config_t *c, const grid_t *g, const char *out_dir)
 {
-    char path[4200], ylab[64];
-    snprintf(path, sizeof path, "%s/figure-1.svg", out_dir);
-    snprintf(ylab, sizeof ylab, "Recall@%d", c->top_k);
-    ss_plot_t *p = ss_plot_new(c->seeds > 1 ? "mean over seeds (tables: ± std)" : NULL, 2);
-    int rc = p ? 0 : -1;
-    for (int which = 0; !rc && which < 2; which++) {
-        int panel = ss_plot_panel(p, which ? "Top-K retrieval of witness cells" : "Bag F1",
-                                  "witness rate (%, log scale)", which ? ylab : "bag F1",
-                                  SS_PLOT_LOGX | SS_PLOT_MARKERS);
-        if (panel < 0 || ss_plot_ylim(p, panel, 0, 1)) {
-            rc = -1;
-            break;
-        }
-        for (int m = 0; !rc && m < g->nm; m++) {
-            double x[SS_STUDY_MAX_RATES], y[SS_STUDY_MAX_RATES];
-            size_t k = 0;
-            for (int r = g->nr - 1; r >= 0; r--) { /* ascending witness rate */
-                double mean, sd;
-                int n;
-                cell(g, m, r, which, &mean, &sd, &n);
-                x[k] = 100 * c->rates[r];
-                y[k++] = n ? mean : NAN;
-            }
-            rc = ss_plot_series(p, panel, study_method_label(c->methods[m]), x, y, k, 0);
-        }
+    static const char *const name[3] = {"figure-1", "figure-1-f1", "figure-1-recall"};
+    const char *title = c->seeds > 1 ? "mean over seeds (tables: ± std)" : NULL;
+    int rc = 0;
+    for (int f = 0; !rc && f < 3; f++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s.svg", out_dir, name[f]);
+        ss_plot_t *p = ss_plot_new(title, f ? 1 : 2);
+        rc = p ? 0 : -1;
+        for (int which = 0; !rc && which < 2; which++)
+            if (!f || f == which + 1) rc = figure_panel(p, c, g, which);
+        if (!rc) rc = ss_plot_write(p, path);
+        ss_plot_destroy(&p);
     }
-    if (!rc) rc = ss_plot_write(p, path);
-    ss_plot_destroy(&p);
     return rc;
 }
 
