@@ -42,17 +42,19 @@ int ss_study_profile(const char *name, ss_study_config_t *c)
         return 0;
     }
     if (!strcmp(name, "quick")) {
+        /* bags of 200 keep the four rates apart (20, 10, 2 and 1 witnesses; bags of 100 would
+         * give 0.5 % and 1 % the same single witness) */
         c->seeds = 1;
-        c->bag_size = 100;
-        c->train_bags = 12;
-        c->test_bags = 8;
-        c->epochs = 4;
+        c->bag_size = 200;
+        c->train_bags = 8;
+        c->test_bags = 6;
+        c->epochs = 3;
         c->batch = 64;
         c->lr = 0.01;
         c->size = 64;
         c->width = 0.25;
         c->mil_epochs = 40;
-        c->top_k = 40;
+        c->top_k = 80;
         return 0;
     }
     return ss_error("study", "unknown profile '%s' (paper or quick)", name);
@@ -215,6 +217,13 @@ int ss_study_check(const ss_study_config_t *c, const char *cells, const char *no
             }
             ss_bag_plan_destroy(&plan);
         }
+    for (int r = 1; !rc && !c->quiet && r < c->n_rates; r++)
+        if (ss_bag_witness_count(c->rates[r], c->bag_size) ==
+            ss_bag_witness_count(c->rates[r - 1], c->bag_size))
+            ss_warn("study: witness rates %g%% and %g%% both give %d witnesses in bags of %d: "
+                    "the same bags twice (larger --bag-size keeps them apart)",
+                    100 * c->rates[r - 1], 100 * c->rates[r],
+                    ss_bag_witness_count(c->rates[r], c->bag_size), c->bag_size);
     if (!rc && !c->quiet) {
         int k = ss_bag_witness_count(c->rates[0], c->bag_size);
         long nb = c->train_bags + c->test_bags;

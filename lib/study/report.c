@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "slidestream/bag.h"
 #include "slidestream/error.h"
 #include "slidestream/log.h"
 #include "slidestream/mil_eval.h"
@@ -242,6 +243,12 @@ int ss_study_report(const ss_study_config_t *c, const char *out_dir)
               "finished; one value when only one seed ran. table-*.csv names the runs of each "
               "cell.\n\n",
         c->bag_size, c->arch, c->test_bags, c->top_k, c->top_k, c->top_k);
+    put(&rep, "Witnesses per positive bag:");
+    for (int r = 0; r < g.nr; r++)
+        put(&rep, "%s WR %g%% → %d", r ? "," : "", 100 * c->rates[r],
+            ss_bag_witness_count(c->rates[r], c->bag_size));
+    put(&rep, " (bags of %d; %d training bags, of which a fifth validate the aggregator).\n\n",
+        c->bag_size, c->train_bags);
     put(&rep, "## Bag F1 (paper Table 2)\n\n");
     if (!rc) rc = write_table(c, &g, out_dir, 0, &rep);
     put(&rep, "\n## Recall@%d (paper Table 3)\n\n", c->top_k);
