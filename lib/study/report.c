@@ -238,11 +238,13 @@ int ss_study_report(const ss_study_config_t *c, const char *out_dir)
               "- **Bag F1**: binary F1 of the test bags' predictions (positive = abnormal bag).\n"
               "- **Recall@%d**: for each positive test bag, the witness cells among its %d most "
               "attended cells divided by min(%d, witnesses in the bag); the mean over positive "
-              "test bags.\n"
+              "test bags. Attention drawn at random scores max(K, witnesses) / bag size on "
+              "average: %.2f here for bags with at most K witnesses.\n"
               "- Table cells: mean ± sample standard deviation (n − 1) over the seeds that "
               "finished; one value when only one seed ran. table-*.csv names the runs of each "
               "cell.\n\n",
-        c->bag_size, c->arch, c->test_bags, c->top_k, c->top_k, c->top_k);
+        c->bag_size, c->arch, c->test_bags, c->top_k, c->top_k, c->top_k,
+        c->top_k < c->bag_size ? (double)c->top_k / c->bag_size : 1.0);
     put(&rep, "Witnesses per positive bag:");
     for (int r = 0; r < g.nr; r++)
         put(&rep, "%s WR %g%% → %d", r ? "," : "", 100 * c->rates[r],
