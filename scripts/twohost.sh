@@ -41,7 +41,9 @@ twohost_down() {
   TWOHOST=""
 }
 
-# Stage flags: TWOHOST_SEC (--keys DIR, or --insecure for plain tcp), TWOHOST_QUIET.
+# Flags: TWOHOST_SEC for every stage (--keys DIR, or --insecure for plain tcp); TWOHOST_TILER,
+# TWOHOST_CROPPER, TWOHOST_ENCODER for one kind of stage; TWOHOST_IDLE, the cache-writer's
+# --idle-timeout (default 60).
 twohost_on() { # NS CORE slidestream-args...
   local ns=$1 core=$2
   shift 2
@@ -61,17 +63,17 @@ twohost_head() { # NS CORE DIR CHECKPOINT MANIFEST CACHE
     ${TWOHOST_SEC:-} > "$dir/logs/bags.log" 2>&1 &
   twohost_on "$ns" "$core" tiler --manifest "$manifest" --out "@tcp://$ip:7000" \
     --control ">tcp://$ip:7002" --target-mpp 0.25 --cache-dir "$cache" --checkpoint "$ck" \
-    --name tiler ${TWOHOST_SEC:-} > "$dir/logs/tiler.log" 2>&1 &
+    --name tiler ${TWOHOST_SEC:-} ${TWOHOST_TILER:-} > "$dir/logs/tiler.log" 2>&1 &
 }
 
 twohost_workers() { # NS CORE DIR CHECKPOINT TAG
   local ns=$1 core=$2 dir=$3 ck=$4 tag=$5 ip=$TWOHOST_IP1
   mkdir -p "$dir/logs"
   twohost_on "$ns" "$core" cell-cropper --in ">tcp://$ip:7000" --out ">tcp://$ip:7001" \
-    --control ">tcp://$ip:7002" --name "cropper.$tag" ${TWOHOST_SEC:-} \
+    --control ">tcp://$ip:7002" --name "cropper.$tag" ${TWOHOST_SEC:-} ${TWOHOST_CROPPER:-} \
     > "$dir/logs/cropper.$tag.log" 2>&1 &
   twohost_on "$ns" "$core" encoder --checkpoint "$ck" --in ">tcp://$ip:7005" \
-    --out ">tcp://$ip:7003" --threads 1 --name "encoder.$tag" ${TWOHOST_SEC:-} \
+    --out ">tcp://$ip:7003" --threads 1 --name "encoder.$tag" ${TWOHOST_SEC:-} ${TWOHOST_ENCODER:-} \
     > "$dir/logs/encoder.$tag.log" 2>&1 &
 }
 
@@ -98,4 +100,13 @@ twohost_stop() {
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
   done
   wait 2>/dev/null
+}
+
+# CPU seconds (user + system) used so far by the processes still running in NS.
+twohost_cpu() { # NS
+  local pid t=0
+  for pid in $(ip netns pids "$1" 2>/dev/null); do
+    t=$(awk -v t="$t" -v hz="$(getconf CLK_TCK)" '{print t + ($14 + $15) / hz}' "/proc/$pid/stat" 2>/dev/null || echo "$t")
+  done
+  echo "$t"
 }
