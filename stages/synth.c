@@ -1,8 +1,8 @@
 /* slidestream synth — synthetic smear slides and labelled single-cell image sets.
  *
  *   slidestream synth slide --out FILE.tiff --width W --height H [--mpp 0.25]
- *                           [--witness-rate 0.05] [--seed N] [--truth FILE.csv]
- *   slidestream synth cells --out DIR --per-class N [--size PX] [--seed N]
+ *                           [--witness-rate 0.05] [--seed N] [--truth FILE.csv] [--difficulty D]
+ *   slidestream synth cells --out DIR --per-class N [--size PX] [--seed N] [--difficulty D]
  *
  * Parses flags and calls lib/synth; usage errors exit 2, failures 1.
  */
@@ -20,6 +20,10 @@
 #include "slidestream/error.h"
 #include "slidestream/log.h"
 #include "slidestream/synth.h"
+
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
+#define DEFAULT_D STRINGIFY(SS_SYNTH_DIFFICULTY_DEFAULT)
 
 static const char USAGE[] =
     "usage: slidestream synth slide --out FILE.tiff --width W --height H [options]\n"
@@ -48,6 +52,12 @@ static const char USAGE_SLIDE[] =
     "                         detection of nucleated cells compares the classes other than "
     "RBC/PLT\n"
     "  --density D            nucleated cells per mm² (default 200; real smears have fewer)\n"
+    "  --difficulty D         how close abnormal cells look to normal ones, 0..1 (default\n"
+    "                         " DEFAULT_D "; 0 = the classic look, told apart at a glance), as in\n"
+    "                         `synth cells`, whose --help says what it changes and gives the\n"
+    "                         figures: at the default, a linear probe tells normal from abnormal\n"
+    "                         cells with ROC-AUC 0.80 on a random-init ResNet-18, 0.98 on a\n"
+    "                         supervised encoder\n"
     "  --manifest FILE.csv    append a row slide_id,path,label for this slide (header written\n"
     "                         when the file is new), so generated slides feed pipelines\n"
     "  --split S              also a split column for that row (train, test, ...; the trainer\n"
@@ -69,6 +79,25 @@ static const char USAGE_CELLS[] =
     "  --size PX          crop edge in pixels (default 96, the encoder's crop size)\n"
     "  --mpp M            microns per pixel (default: a 38.4 µm field, i.e. 0.4 at 96 px)\n"
     "  --seed N           random seed (default 1)\n"
+    "  --difficulty D     how close abnormal classes look to LYT, 0..1 (default " DEFAULT_D ").\n"
+    "                     From 0 (the classic look: size, colour and nucleus tell them apart at\n"
+    "                     a glance; the same images as before the flag) to 0.5, size, outline,\n"
+    "                     nucleus size and place, colours, chromatin texture, granules and\n"
+    "                     vacuoles move to LYT's; from 0.5 to 1, each class's own sign (NGS and\n"
+    "                     EOS lobes, MON's notch, BLA's nucleoli) fades to a fifth of its\n"
+    "                     strength. Lobes and notch keep the nucleus area and nucleoli the\n"
+    "                     nucleus stain: what is left is shape. Only abnormal images change.\n"
+    "                     Measured on 1 500 cells (300 per class, seed 1, centre 64 px): ROC-AUC\n"
+    "                     normal vs abnormal of a linear probe (tests/train/probe.py) on pooled\n"
+    "                     features of a random-init ResNet-18 (width 1, 64 px), and of a\n"
+    "                     supervised ResNet-18 (width 0.25, 16 epochs on 800 other cells; mean of\n"
+    "                     3 seeds):\n"
+    "                       difficulty   0     0.5   0.55  0.6   0.625 0.65  0.7   0.8   1\n"
+    "                       random-init  1.000 0.915 0.871 0.822 0.795 0.763 0.699 0.561 0.458\n"
+    "                       supervised   1.000 0.997 0.995 0.985 0.979 0.968 0.878 0.685 0.467\n"
+    "                     (the random-init probe gives 0.825 on 6 590 real Chula red cells). The\n"
+    "                     default keeps random-init <= 0.85 and supervised >= 0.95\n"
+    "                     (test synth.difficulty).\n"
     "  --quiet            no progress lines\n";
 
 /* Usage error: one line on stderr, exit status 2. */
@@ -226,8 +255,8 @@ static int main_slide(int argc, char **argv)
         if (strncmp(f, "--", 2) ||
             (strcmp(f, "--out") && strcmp(f, "--width") && strcmp(f, "--height") &&
              strcmp(f, "--mpp") && strcmp(f, "--witness-rate") && strcmp(f, "--seed") &&
-             strcmp(f, "--truth") && strcmp(f, "--density") && strcmp(f, "--manifest") && strcmp(f, "--split") &&
-             strcmp(f, "--label")))
+             strcmp(f, "--truth") && strcmp(f, "--density") && strcmp(f, "--manifest") &&
+             strcmp(f, "--split") && strcmp(f, "--label") && strcmp(f, "--difficulty")))
             return usage_error("synth slide: unknown argument '%s'%s", argv[i], "");
         const char *v = flag_value(argc, argv, &i, f);
         if (!v) return 2;
@@ -252,6 +281,8 @@ static int main_slide(int argc, char **argv)
             rc = parse_f64(f, v, 0.0, 1.0, &o.witness_rate);
         else if (!strcmp(f, "--density"))
             rc = parse_f64(f, v, 0.0, 625.0, &o.nucleated_per_mm2);
+        else if (!strcmp(f, "--difficulty"))
+            rc = parse_f64(f, v, 0.0, 1.0, &o.difficulty);
         else if (!strcmp(f, "--seed"))
             rc = parse_u64(f, v, &o.seed);
         if (rc) return rc;
@@ -292,7 +323,7 @@ static int main_cells(int argc, char **argv)
         }
         if (strncmp(f, "--", 2) ||
             (strcmp(f, "--out") && strcmp(f, "--per-class") && strcmp(f, "--size") &&
-             strcmp(f, "--mpp") && strcmp(f, "--seed")))
+             strcmp(f, "--mpp") && strcmp(f, "--seed") && strcmp(f, "--difficulty")))
             return usage_error("synth cells: unknown argument '%s'%s", argv[i], "");
         const char *v = flag_value(argc, argv, &i, f);
         if (!v) return 2;
@@ -307,6 +338,8 @@ static int main_cells(int argc, char **argv)
             rc = parse_f64(f, v, 0.05, 10.0, &o.mpp);
         else if (!strcmp(f, "--seed"))
             rc = parse_u64(f, v, &o.seed);
+        else if (!strcmp(f, "--difficulty"))
+            rc = parse_f64(f, v, 0.0, 1.0, &o.difficulty);
         if (rc) return rc;
     }
     if (!out || !*out) return usage_error("synth cells: --out DIR is required%s%s", "", "");

@@ -10,6 +10,12 @@
  * Classes: LYT (normal lymphocyte) and the abnormal nucleated classes BLA (blast), NGS
  * (segmented neutrophil), EOS (eosinophil), MON (monocyte); RBC (red cell) and PLT (platelet)
  * are not nucleated and only appear in the truth CSV as distractors.
+ *
+ * Difficulty (0..1) brings the abnormal classes' look toward the normal one's: at 0 each class
+ * looks as it always did (a glance tells them apart); up to 0.5, size, outline, nucleus size,
+ * colours, chromatin texture, granules and vacuoles are drawn ever closer to the normal class's
+ * distributions; from 0.5 to 1 what is left, each class's own sign (lobes, a notch, nucleoli),
+ * fades to a fifth of its strength. Normal cells never change.
  */
 #ifndef SLIDESTREAM_SYNTH_H
 #define SLIDESTREAM_SYNTH_H
@@ -30,6 +36,12 @@ typedef enum {
 /* Nucleated classes are the first SS_SYNTH_NNUCLEATED codes; of those, all but LYT are abnormal. */
 #define SS_SYNTH_NNUCLEATED 5
 
+/* The default difficulty of both generators, chosen by measurement: on 1 500 generated cells a
+ * linear probe separates normal from abnormal with ROC-AUC 0.80 on a random-init ResNet-18's
+ * pooled features (1.00 at difficulty 0; 0.825 on real Chula red cells) and 0.98 on a supervised
+ * encoder's (test synth.difficulty; the table is in `slidestream synth cells --help`). */
+#define SS_SYNTH_DIFFICULTY_DEFAULT 0.625
+
 /* "LYT", "BLA", ...; NULL when out of range. */
 const char *ss_synth_class_code(ss_synth_class_t c);
 
@@ -41,6 +53,7 @@ typedef struct {
     double nucleated_per_mm2; /* mean nucleated-cell density (default 200; real smears have less) */
     int tile_size;            /* TIFF tile edge, 256 or 512 (default 256) */
     int quality;              /* JPEG quality (default 90) */
+    double difficulty;        /* abnormal look toward normal, 0..1 (SS_SYNTH_DIFFICULTY_DEFAULT) */
 } ss_synth_slide_opts_t;
 
 void ss_synth_slide_opts_default(ss_synth_slide_opts_t *o);
@@ -70,10 +83,11 @@ int ss_synth_slide_write(const ss_synth_slide_opts_t *o, const char *tiff_path,
                          const char *truth_csv);
 
 typedef struct {
-    int per_class; /* images per nucleated class */
-    int size;      /* crop edge in pixels (default 96) */
-    double mpp;    /* 0 = field of view of 38.4 µm whatever the size (0.4 µm/px at 96 px) */
-    uint64_t seed; /* default 1 */
+    int per_class;     /* images per nucleated class */
+    int size;          /* crop edge in pixels (default 96) */
+    double mpp;        /* 0 = field of view of 38.4 µm whatever the size (0.4 µm/px at 96 px) */
+    uint64_t seed;     /* default 1 */
+    double difficulty; /* abnormal look toward normal, 0..1 (SS_SYNTH_DIFFICULTY_DEFAULT) */
 } ss_synth_cells_opts_t;
 
 void ss_synth_cells_opts_default(ss_synth_cells_opts_t *o);

@@ -3,7 +3,8 @@
  * Each crop is a small scene rendered with the slide renderer: the cell at the centre (random
  * rotation, ±8% size jitter) among a thinned jittered grid of red cells pushed aside the way a
  * smear pushes them, sometimes a platelet, under the slide's uneven illumination sampled at a
- * random place. Image k of class c depends only on (seed, c, k).
+ * random place. Image k of class c depends only on (seed, c, k) and the difficulty, which
+ * changes only the abnormal classes' images (and nothing at all at 0).
  */
 #include <errno.h>
 #include <math.h>
@@ -27,6 +28,7 @@ void ss_synth_cells_opts_default(ss_synth_cells_opts_t *o)
     o->size = 96;
     o->mpp = 0.0;
     o->seed = 1;
+    o->difficulty = SS_SYNTH_DIFFICULTY_DEFAULT;
 }
 
 static int check(const ss_synth_cells_opts_t *o)
@@ -37,6 +39,8 @@ static int check(const ss_synth_cells_opts_t *o)
         return ss_error("synth", "crop size %d out of range (16..1024)", o->size);
     if (o->mpp != 0.0 && !(o->mpp >= 0.05 && o->mpp <= 10.0))
         return ss_error("synth", "mpp %g out of range (0.05..10)", o->mpp);
+    if (!(o->difficulty >= 0.0 && o->difficulty <= 1.0))
+        return ss_error("synth", "difficulty %g out of range (0..1)", o->difficulty);
     return 0;
 }
 
@@ -61,11 +65,13 @@ int ss_synth_cell_render(const ss_synth_cells_opts_t *o, ss_synth_class_t cls, i
     sy_cell_t *scene = malloc(cap * sizeof *scene);
     if (!scene) return ss_error("synth", "out of memory for a %dx%d crop", S, S);
     size_t n = 0;
+    memset(scene, 0, cap * sizeof *scene);
     sy_cell_t *t = &scene[n++];
     t->cls = cls;
-    t->r_um = sy_class_radius(cls, &r) * sy_range(&r, 0.92, 1.08);
+    t->r_um = sy_cell_radius(cls, o->difficulty, &r) * sy_range(&r, 0.92, 1.08);
     t->angle = sy_range(&r, 0, 2 * M_PI);
     t->seed = sy_mix(r.s ^ 0xfeedull);
+    t->difficulty = o->difficulty;
     t->cx = S / 2.0;
     t->cy = S / 2.0;
 

@@ -3,7 +3,9 @@
  * Each cell is a set of signed-distance shapes in its own rotated frame, in microns: membrane,
  * nucleus (round, lobed or kidney-shaped), granules, nucleoli. Pixels accumulate optical density,
  * which adds where cells overlap (Beer–Lambert), and sy_expose turns density into RGB under an
- * uneven illumination. Nothing here allocates; callers own every buffer.
+ * uneven illumination. At a difficulty above 0, an abnormal cell's shapes are drawn toward a
+ * normal twin's (toward_normal); at 0 nothing about any cell changes. Nothing here allocates;
+ * callers own every buffer.
  */
 #include <math.h>
 #include <string.h>
@@ -44,8 +46,10 @@ typedef struct {
     float chrom_scale, chrom_contrast;
     int gran_mode;
     float gran_cell, gran_r, gran_p;
+    float vacuole; /* vacuoles: share of cytoplasm stain they clear */
     int nnl;
     float ox[3], oy[3], orad[3]; /* nucleoli */
+    float pale;                  /* nucleoli: share of chromatin stain they lack */
     float tu, tv;                /* texture offset */
     uint64_t tex;
 } shape_t;
@@ -70,6 +74,16 @@ double sy_class_radius(ss_synth_class_t cls, sy_rng_t *r)
     default:
         return 4.0;
     }
+}
+
+double sy_cell_radius(ss_synth_class_t cls, double difficulty, sy_rng_t *r)
+{
+    double R = sy_class_radius(cls, r);
+    if (difficulty > 0 && cls > SS_SYNTH_LYT && cls < SS_SYNTH_NNUCLEATED) {
+        sy_rng_t q = {sy_mix(r->s ^ 0x52414449ull)};
+        R += sy_look_share(difficulty) * (sy_class_radius(SS_SYNTH_LYT, &q) - R);
+    }
+    return R;
 }
 
 static inline float lattice(int64_t i, int64_t j, uint64_t seed)
@@ -132,6 +146,32 @@ static void set3(float dst[3], const float src[3], float k)
         dst[c] = src[c] * k;
 }
 
+/* The normal class's (LYT) nucleus, colours and texture for a cell of outer radius R. */
+static void lyt_look(shape_t *s, sy_rng_t *r, float R)
+{
+    s->ey = (float)sy_range(r, 1.0, 1.06);
+    s->nkind = NUC_ELLIPSE;
+    float k = (float)sy_range(r, 0.78, 0.88);
+    s->nrx = k * R;
+    s->nry = k * R * (float)sy_range(r, 0.92, 1.0);
+    float off = (float)sy_range(r, 0.03, 0.12) * R;
+    s->nx = off;
+    s->ny = 0;
+    s->nh = 0.02f;
+    s->np = (float)sy_range(r, 0, 6.283);
+    set3(s->od_nuc, OD_NUC_DARK, 1.0f);
+    set3(s->od_cyt, OD_CYT_LYT, (float)sy_range(r, 0.85, 1.15));
+    s->chrom_scale = 1.1f;
+    s->chrom_contrast = 0.28f;
+}
+
+static inline float lerpf(float a, float b, float t)
+{
+    return a + t * (b - a);
+}
+
+static void toward_normal(shape_t *s, const sy_cell_t *c);
+
 /* Draws everything about a cell's look from its seed. */
 static void shape_init(shape_t *s, const sy_cell_t *c, double mpp)
 {
@@ -150,6 +190,8 @@ static void shape_init(shape_t *s, const sy_cell_t *c, double mpp)
     s->tu = (float)sy_range(&r, 0, 1000);
     s->tv = (float)sy_range(&r, 0, 1000);
     s->nkind = NUC_NONE;
+    s->pale = 0.45f;
+    s->vacuole = 0.5f;
     switch (c->cls) {
     case SS_SYNTH_RBC:
         s->pallor = (float)sy_range(&r, 0.45, 0.72);
@@ -162,23 +204,9 @@ static void shape_init(shape_t *s, const sy_cell_t *c, double mpp)
         s->chrom_scale = 0.45f;
         s->chrom_contrast = 0.45f;
         break;
-    case SS_SYNTH_LYT: {
-        s->ey = (float)sy_range(&r, 1.0, 1.06);
-        s->nkind = NUC_ELLIPSE;
-        float k = (float)sy_range(&r, 0.78, 0.88);
-        s->nrx = k * R;
-        s->nry = k * R * (float)sy_range(&r, 0.92, 1.0);
-        float off = (float)sy_range(&r, 0.03, 0.12) * R;
-        s->nx = off;
-        s->ny = 0;
-        s->nh = 0.02f;
-        s->np = (float)sy_range(&r, 0, 6.283);
-        set3(s->od_nuc, OD_NUC_DARK, 1.0f);
-        set3(s->od_cyt, OD_CYT_LYT, (float)sy_range(&r, 0.85, 1.15));
-        s->chrom_scale = 1.1f;
-        s->chrom_contrast = 0.28f;
+    case SS_SYNTH_LYT:
+        lyt_look(s, &r, R);
         break;
-    }
     case SS_SYNTH_BLA: {
         s->h2 = (float)sy_range(&r, 0.0, 0.04);
         s->p2 = (float)sy_range(&r, 0, 6.283);
@@ -277,6 +305,8 @@ static void shape_init(shape_t *s, const sy_cell_t *c, double mpp)
     default:
         break;
     }
+    if (c->cls > SS_SYNTH_LYT && c->cls < SS_SYNTH_NNUCLEATED && c->difficulty > 0)
+        toward_normal(s, c);
 }
 
 /* Signed distance to the nucleus, µm, in the cell frame. */
@@ -313,6 +343,124 @@ static float nucleus_sdf(const shape_t *s, float u, float v)
     default:
         return 1e9f;
     }
+}
+
+/* Area of the nucleus, µm², counted on a grid over the cell (0.05 R spacing). */
+static float nucleus_area(const shape_t *s)
+{
+    enum { N = 48 };
+    const float h = 2.4f * s->R / N, o = 1.2f * s->R - 0.5f * h;
+    int in = 0;
+    for (int j = 0; j < N; j++)
+        for (int i = 0; i < N; i++)
+            in += nucleus_sdf(s, (float)i * h - o, (float)j * h - o) < 0.0f;
+    return (float)in * h * h;
+}
+
+/* Scales the nucleus (and what lies on it: lobes, notch, nucleoli) by f about (cx, cy). */
+static void scale_nucleus(shape_t *s, float f, float cx, float cy)
+{
+    s->nx = cx + (s->nx - cx) * f;
+    s->ny = cy + (s->ny - cy) * f;
+    s->nrx *= f;
+    s->nry *= f;
+    s->kx = cx + (s->kx - cx) * f;
+    s->ky = cy + (s->ky - cy) * f;
+    s->kr *= f;
+    for (int i = 0; i < s->nl; i++) {
+        s->lx[i] = cx + (s->lx[i] - cx) * f;
+        s->ly[i] = cy + (s->ly[i] - cy) * f;
+        s->lr[i] *= f;
+    }
+    s->strand *= f;
+    for (int i = 0; i < s->nnl; i++) {
+        s->ox[i] = cx + (s->ox[i] - cx) * f;
+        s->oy[i] = cy + (s->oy[i] - cy) * f;
+    }
+}
+
+/* Moves an abnormal cell's look toward a normal twin drawn from a side stream of its seed, so
+ * that difficulty 0 leaves every draw as it was (and this is not even called). Size has
+ * already moved (sy_cell_radius). A share t = sy_look_share(d) of the way: outline, nucleus
+ * size and place, colours, chromatin texture; granules and vacuoles fade by 1 - t. The class's
+ * own sign keeps a strength k = sy_cue_strength(d): lobes keep a share k of their spread, the
+ * monocyte's notch a share k of its size, the blast's nucleoli a share k of their pallor.
+ *
+ * A sign must not give itself away by the stain it adds or removes (a glance, or a random
+ * network's pooled features, sees that): the nucleus is rescaled to the area the general look
+ * asks for whatever the lobes or the notch take away, and the chromatin darkened by what the
+ * nucleoli make paler. What is left is shape. */
+static void toward_normal(shape_t *s, const sy_cell_t *c)
+{
+    const float t = (float)sy_look_share(c->difficulty), k = (float)sy_cue_strength(c->difficulty);
+    shape_t n;
+    memset(&n, 0, sizeof n);
+    sy_rng_t q = {sy_mix(c->seed ^ 0x4e4f524d414cull)};
+    lyt_look(&n, &q, s->R);
+    n.R = s->R;
+    const float area = lerpf(nucleus_area(s), nucleus_area(&n), t); /* what the look asks */
+
+    s->ey = lerpf(s->ey, n.ey, t);
+    s->h2 = lerpf(s->h2, 0.0f, t);
+    s->h3 = lerpf(s->h3, 0.0f, t);
+    s->nh = lerpf(s->nh, n.nh, t);
+    s->chrom_scale = lerpf(s->chrom_scale, n.chrom_scale, t);
+    s->chrom_contrast = lerpf(s->chrom_contrast, n.chrom_contrast, t);
+    for (int i = 0; i < 3; i++) {
+        s->od_cyt[i] = lerpf(s->od_cyt[i], n.od_cyt[i], t);
+        s->od_nuc[i] = lerpf(s->od_nuc[i], n.od_nuc[i], t);
+        s->od_gran[i] *= 1.0f - t;
+    }
+    s->vacuole *= 1.0f - t;
+    float cx, cy; /* where the nucleus is rescaled about */
+    switch (s->nkind) {
+    case NUC_ELLIPSE: /* nucleoli ride along with the nucleus */
+    case NUC_KIDNEY: {
+        float nx = lerpf(s->nx, n.nx, t), ny = lerpf(s->ny, n.ny, t);
+        float sx = lerpf(s->nrx, n.nrx, t) / s->nrx, sy = lerpf(s->nry, n.nry, t) / s->nry;
+        for (int i = 0; i < s->nnl; i++) {
+            s->ox[i] = nx + (s->ox[i] - s->nx) * sx;
+            s->oy[i] = ny + (s->oy[i] - s->ny) * sy;
+        }
+        s->pale *= k;
+        s->kx = nx + (s->kx - s->nx) * sx;
+        s->ky = ny + (s->ky - s->ny) * sy;
+        s->kr *= k * sqrtf(sx * sy); /* the notch keeps its share of the nucleus, faded */
+        s->nx = cx = nx;
+        s->ny = cy = ny;
+        s->nrx *= sx;
+        s->nry *= sy;
+        break;
+    }
+    case NUC_LOBES: {
+        /* The lobes gather toward the twin's nucleus centre (a share k of their spread stays)
+         * and grow so that the nucleus reaches as far as the general look asks: its own reach
+         * at t = 0, the twin's round nucleus at t = 1. */
+        float rn = sqrtf(n.nrx * n.nry);
+        for (int i = 0; i < s->nl; i++) {
+            float d = sqrtf(s->lx[i] * s->lx[i] + s->ly[i] * s->ly[i]);
+            float reach = lerpf(d + s->lr[i], rn, t);
+            s->lx[i] = lerpf(n.nx, s->lx[i], k);
+            s->ly[i] = lerpf(n.ny, s->ly[i], k);
+            s->lr[i] = reach - k * d;
+        }
+        cx = n.nx;
+        cy = n.ny;
+        break;
+    }
+    default:
+        return;
+    }
+    const float now = nucleus_area(s);
+    if (now > 0.0f) scale_nucleus(s, sqrtf(area / now), cx, cy);
+    /* nucleoli take pallor·(their area) of the stain away: give it back to the rest */
+    float pale = 0.0f;
+    for (int i = 0; i < s->nnl; i++)
+        pale += s->pale * (float)M_PI * s->orad[i] * s->orad[i];
+    pale = area > 0.0f ? t * pale / area : 0.0f;
+    if (pale > 0.0f && pale < 0.5f)
+        for (int i = 0; i < 3; i++)
+            s->od_nuc[i] /= 1.0f - pale;
 }
 
 /* Granule (or vacuole) coverage at (u, v): one dot per lattice cell, at most. */
@@ -386,7 +534,7 @@ static void render_one(const sy_cell_t *c, double mpp, double x0, double y0, int
                         cyt[k] += g * s.od_gran[k];
                 else
                     for (int k = 0; k < 3; k++)
-                        cyt[k] *= 1.0f - 0.5f * g;
+                        cyt[k] *= 1.0f - s.vacuole * g;
             }
             float nf = 0.0f;
             if (an > 0.0f) {
@@ -394,7 +542,7 @@ static void render_one(const sy_cell_t *c, double mpp, double x0, double y0, int
                 nf = 1.0f + s.chrom_contrast * (2.0f * n - 1.0f);
                 for (int l = 0; l < s.nnl; l++) {
                     float du = u - s.ox[l], dv = v - s.oy[l];
-                    nf *= 1.0f - 0.45f * cover(sqrtf(du * du + dv * dv) - s.orad[l], 0.35f);
+                    nf *= 1.0f - s.pale * cover(sqrtf(du * du + dv * dv) - s.orad[l], 0.35f);
                 }
             }
             for (int k = 0; k < 3; k++)

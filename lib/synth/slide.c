@@ -47,6 +47,7 @@ void ss_synth_slide_opts_default(ss_synth_slide_opts_t *o)
     o->nucleated_per_mm2 = 200.0;
     o->tile_size = 256;
     o->quality = 90;
+    o->difficulty = SS_SYNTH_DIFFICULTY_DEFAULT;
 }
 
 static int opts_check(const ss_synth_slide_opts_t *o)
@@ -61,6 +62,8 @@ static int opts_check(const ss_synth_slide_opts_t *o)
     if (!(o->nucleated_per_mm2 >= 0.0 && o->nucleated_per_mm2 <= 1.0 / (BLOCK_UM * BLOCK_UM) * 1e6))
         return ss_error("synth", "nucleated density %g per mm² out of range (0..%g)",
                         o->nucleated_per_mm2, 1e6 / (BLOCK_UM * BLOCK_UM));
+    if (!(o->difficulty >= 0.0 && o->difficulty <= 1.0))
+        return ss_error("synth", "difficulty %g out of range (0..1)", o->difficulty);
     if (o->tile_size != 256 && o->tile_size != 512)
         return ss_error("synth", "tile size %d: use 256 or 512", o->tile_size);
     if (o->quality < 1 || o->quality > 100)
@@ -106,7 +109,7 @@ static int block_wbc(const layout_t *L, int64_t bx, int64_t by, sy_cell_t *c)
         int k = (int)(sy_rand(&r) * N_ABNORMAL);
         cls = (ss_synth_class_t)(1 + (k < N_ABNORMAL ? k : N_ABNORMAL - 1));
     }
-    double R = sy_class_radius(cls, &r);
+    double R = sy_cell_radius(cls, o->difficulty, &r);
     double m = R + 0.6;
     double xu = (double)bx * BLOCK_UM + sy_range(&r, m, BLOCK_UM - m);
     double yu = (double)by * BLOCK_UM + sy_range(&r, m, BLOCK_UM - m);
@@ -114,6 +117,7 @@ static int block_wbc(const layout_t *L, int64_t bx, int64_t by, sy_cell_t *c)
     c->r_um = R;
     c->angle = sy_range(&r, 0, 2 * M_PI);
     c->seed = sy_mix(r.s ^ 0xabcdefull);
+    c->difficulty = o->difficulty;
     c->cx = place(xu, o->mpp, o->width);
     c->cy = place(yu, o->mpp, o->height);
     return c->cx >= 0 && c->cy >= 0;
@@ -162,6 +166,7 @@ static int block_cells(const layout_t *L, int64_t bx, int64_t by, sy_cell_t *out
                 c->r_um = R;
                 c->angle = ang;
                 c->seed = cs + (uint64_t)e;
+                c->difficulty = 0.0;
                 c->cx = place(x, mpp, o->width);
                 c->cy = place(y, mpp, o->height);
                 /* extras may leave the block: keep them only if their centre stays inside it,
@@ -197,6 +202,7 @@ static int block_cells(const layout_t *L, int64_t bx, int64_t by, sy_cell_t *out
         c->r_um = R;
         c->angle = ang;
         c->seed = cs;
+        c->difficulty = 0.0;
         c->cx = place(xu, mpp, o->width);
         c->cy = place(yu, mpp, o->height);
         if (c->cx >= 0 && c->cy >= 0) n++;
@@ -436,6 +442,11 @@ int ss_synth_slide_write(const ss_synth_slide_opts_t *o, const char *tiff_path,
              "|AppMag = %g|MPP = %.6g|Title = slidestream synth seed %llu witness-rate %g",
              (long long)o->width, (long long)o->height, o->tile_size, o->tile_size, o->quality,
              10.0 / o->mpp, o->mpp, (unsigned long long)o->seed, o->witness_rate);
+    /* difficulty 0 keeps the description (and so the file) byte for byte as it always was */
+    if (o->difficulty > 0) {
+        size_t len = strlen(desc);
+        snprintf(desc + len, sizeof desc - len, " difficulty %g", o->difficulty);
+    }
     vips_image_set_string(img, "image-description", desc);
     /* BigTIFF once the file might pass 4 GB (JPEG rarely beats 4:1 on this content at Q90) */
     gboolean big = npix * 3 / 4 > 3500000000ull;

@@ -48,17 +48,45 @@ static inline double sy_range(sy_rng_t *r, double lo, double hi)
 /* A cell placed in a scene: pixel coordinates of the scene (level-0 for slides). */
 typedef struct {
     ss_synth_class_t cls;
-    double cx, cy; /* centre, pixels */
-    double r_um;   /* outer radius, microns */
-    double angle;  /* radians */
-    uint64_t seed; /* shape, colour and texture draws */
+    double cx, cy;     /* centre, pixels */
+    double r_um;       /* outer radius, microns */
+    double angle;      /* radians */
+    uint64_t seed;     /* shape, colour and texture draws */
+    double difficulty; /* abnormal classes: how far their look is drawn toward normal, 0..1 */
 } sy_cell_t;
 
 /* Largest outer radius any class can have, microns (bounds the search margin). */
 #define SY_MAX_RADIUS_UM 10.0
 
+/* The difficulty d (0..1) of an abnormal cell's look, in two halves. Over [0, 0.5] its general
+ * look (size, outline, nucleus size and place, colours, chromatin texture, granules, vacuoles)
+ * is drawn toward the normal class's, all the way at 0.5; over [0.5, 1] the class's own sign
+ * (lobes, the monocyte's notch, the blast's nucleoli) fades from full strength to
+ * SY_CUE_FLOOR of it. */
+#define SY_LOOK_END 0.5
+#define SY_CUE_FLOOR 0.2
+
+/* Share of the way from the class's general look to the normal one, 0..1. */
+static inline double sy_look_share(double d)
+{
+    return d >= SY_LOOK_END ? 1.0 : d / SY_LOOK_END;
+}
+
+/* Strength of the class's own sign, SY_CUE_FLOOR..1. */
+static inline double sy_cue_strength(double d)
+{
+    double u = d <= SY_LOOK_END ? 0.0 : (d - SY_LOOK_END) / (1.0 - SY_LOOK_END);
+    return 1.0 - (1.0 - SY_CUE_FLOOR) * u;
+}
+
 /* Draws a class-typical outer radius in microns. */
 double sy_class_radius(ss_synth_class_t cls, sy_rng_t *r);
+
+/* The outer radius of a cell at a difficulty: the class's draw (the same draws from r as
+ * sy_class_radius) and, for an abnormal class at difficulty d > 0, moved a share
+ * sy_look_share(d) of the way to a normal draw taken from a side stream, so that r's later
+ * draws do not depend on d. */
+double sy_cell_radius(ss_synth_class_t cls, double difficulty, sy_rng_t *r);
 
 /* Adds the optical density (h, w, 3) of the cells over the region [x0, x0+w) × [y0, y0+h).
  * Optical density adds where cells overlap (Beer–Lambert), so the result does not depend on

@@ -22,6 +22,11 @@ help)
     "$SLIDESTREAM" synth --help | grep -q "synth slide" || fail "synth --help"
     "$SLIDESTREAM" synth slide --help | grep -q -- "--witness-rate" || fail "synth slide --help"
     "$SLIDESTREAM" synth cells --help | grep -q -- "--per-class" || fail "synth cells --help"
+    for m in cells slide; do # the flag, and its default within the next lines
+        "$SLIDESTREAM" synth $m --help | tr -s '\n ' '  ' |
+            grep -qE -- "--difficulty D [^-]*\(default [01]\.?[0-9]*" ||
+            fail "synth $m --help: --difficulty and its default"
+    done
     ;;
 bad_flags)
     S="slide --out $T/x.tiff"
@@ -35,6 +40,9 @@ bad_flags)
     expect_usage "--seed" $S --width 100 --height 100 --seed -1
     expect_usage "--seed" $S --width 100 --height 100 --seed
     expect_usage "--bogus" $S --width 100 --height 100 --bogus 3
+    expect_usage "--difficulty" $S --width 100 --height 100 --difficulty 1.5
+    expect_usage "--difficulty" cells --out "$T/c" --per-class 2 --difficulty -0.1
+    expect_usage "--difficulty" cells --out "$T/c" --per-class 2 --difficulty hard
     expect_usage "--out" slide --width 100 --height 100
     expect_usage "--per-class" cells --out "$T/c" --per-class zero
     expect_usage "--size" cells --out "$T/c" --per-class 2 --size 4
@@ -105,6 +113,21 @@ cells)
                 fail "$f is not 96x96 RGB"
         done
     fi
+    # difficulty changes the abnormal images only; the same difficulty, the same images
+    for run in "e 0" "h 0.9" "h2 0.9"; do
+        set -- $run
+        "$SLIDESTREAM" synth cells --out "$T/$1" --per-class 3 --difficulty $2 --seed 4 --quiet ||
+            fail "synth cells --difficulty $2"
+    done
+    diff -r "$T/h" "$T/h2" >/dev/null || fail "--difficulty 0.9 twice, different images"
+    diff -r "$T/e/LYT" "$T/h/LYT" >/dev/null || fail "--difficulty changed the LYT images"
+    for d in BLA EOS MON NGS; do
+        for i in 0 1 2; do
+            cmp -s "$T/e/$d/${d}_0000$i.png" "$T/h/$d/${d}_0000$i.png" &&
+                fail "--difficulty 0.9 left $d image $i as at 0"
+        done
+    done
+    rm -rf "$T/e" "$T/h" "$T/h2"
     "$SLIDESTREAM" synth cells --out "$T/d" --per-class 2 --size 224 --quiet || fail "size 224"
     if command -v vipsheader >/dev/null; then
         [ "$(vipsheader -f width "$T/d/EOS/EOS_00001.png")" = 224 ] || fail "--size 224"

@@ -158,6 +158,24 @@ static int test_regions(void)
     }
     CHECK(ss_synth_cell_render(&c, SS_SYNTH_RBC, 0, a) == -1, "RBC is not a cell-set class");
     ss_error_clear();
+    /* difficulty: validated, and it moves abnormal cells only (LYT crops stay byte for byte) */
+    c.difficulty = 1.5;
+    CHECK(ss_synth_cell_render(&c, SS_SYNTH_LYT, 0, a) == -1, "difficulty 1.5 accepted");
+    ss_error_clear();
+    c.difficulty = 0.0;
+    ss_synth_cells_opts_t h = c;
+    h.difficulty = 1.0;
+    for (int cls = 0; cls < SS_SYNTH_NNUCLEATED; cls++) {
+        CHECK(!ss_synth_cell_render(&c, (ss_synth_class_t)cls, 5, a), "cell render");
+        CHECK(!ss_synth_cell_render(&h, (ss_synth_class_t)cls, 5, b), "cell render");
+        int same = !memcmp(a, b, sizeof a);
+        CHECK(cls == SS_SYNTH_LYT ? same : !same, "class %d: difficulty 1 %s the crop", cls,
+              same ? "left" : "changed");
+    }
+    o.seed = 42;
+    o.difficulty = -0.1;
+    CHECK(ss_synth_slide_render(&o, X, Y, 16, 16, a) == -1, "slide difficulty -0.1 accepted");
+    ss_error_clear();
     return check_failures != 0;
 }
 
