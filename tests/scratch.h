@@ -48,4 +48,18 @@ static void scratch_remove(void)
     nftw(scratch, scratch_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* The verdict of case `name` of test program `prog` with `failures` failed checks: 1 (saying so;
+ * the scratch files are kept to look at), or 0 (saying so; the scratch removed unless shared). */
+static int scratch_end(const char *prog, const char *name, int failures, int shared)
+{
+    if (failures) {
+        fprintf(stderr, "%s.%s: %d check(s) failed (files kept in %s)\n", prog, name, failures,
+                scratch);
+        return 1;
+    }
+    printf("%s.%s: all checks passed\n", prog, name);
+    if (!shared) scratch_remove();
+    return 0;
+}
+
 #endif

@@ -661,13 +661,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         if (strcmp(argv[1], cases[i].name)) continue;
         cases[i].fn();
-        if (check_failures) {
-            fprintf(stderr, "cache.%s: %d check(s) failed\n", argv[1], check_failures);
-            return 1;
-        }
-        printf("cache.%s: all checks passed\n", argv[1]);
-        if (!shared) scratch_remove();
-        return 0;
+        return scratch_end("cache", argv[1], check_failures, shared);
     }
     fprintf(stderr, "unknown case %s\n", argv[1]);
     return 2;

@@ -21,12 +21,8 @@ ss=${SLIDESTREAM:?}; src=${SS_SOURCE_DIR:?}; py=${SS_PYTHON:-/usr/bin/python3}
 seed=${1:-1}
 dir=$(mktemp -d /tmp/ss-milacc.XXXXXX)
 trap 'rm -rf "$dir"' EXIT
-. "$src/tests/cli.sh"  # fail
+. "$src/tests/cli.sh"  # fail, step
 t0=$SECONDS
-step() { # LOG WHAT COMMAND...: run it with its output in LOG, shown if it fails
-  local log=$1 what=$2; shift 2
-  "$@" > "$log" 2>&1 || { tail -20 "$log"; fail "$what"; }
-}
 
 step "$dir/enc.log" "encoder pretraining" "$ss" run "$src/pipelines/pretrain.conf" \
     rundir="$dir/enc" method=supervised seed=$((seed + 100)) per_class=300 bags=8 test_bags=0 \

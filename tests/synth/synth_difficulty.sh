@@ -18,12 +18,8 @@ ss=${SLIDESTREAM:?}; src=${SS_SOURCE_DIR:?}; py=${SS_PYTHON:-/usr/bin/python3}
 "$py" -c "import h5py, numpy" 2>/dev/null || { echo "SKIP: $py has no h5py/numpy"; exit 77; }
 dir=$(mktemp -d /tmp/ss-difficulty.XXXXXX)
 trap 'rm -rf "$dir"' EXIT
-. "$src/tests/cli.sh"  # fail
+. "$src/tests/cli.sh"  # fail, step
 t0=$SECONDS
-step() { # LOG WHAT COMMAND...: run it with its output in LOG, shown if it fails
-  local log=$1 what=$2; shift 2
-  "$@" > "$log" 2>&1 || { tail -20 "$log"; fail "$what"; }
-}
 probe() { # CHECKPOINT -> the probe's ROC-AUC on the probe cells
   step "$dir/embed.log" "embed with $1" "$ss" embed --checkpoint "$1" --feature pooled \
       --out "$dir/e.h5" --quiet "$dir/cells"

@@ -69,12 +69,5 @@ int main(int argc, char **argv)
     }
     check_failures += store_reference_failures() + store_cases_failures() +
                       store_broken_failures() + store_h5py_failures();
-    if (check_failures) {
-        fprintf(stderr, "train.store.%s: %d check(s) failed (files kept in %s)\n", argv[1],
-                check_failures, scratch);
-        return 1;
-    }
-    printf("train.store.%s: all checks passed\n", argv[1]);
-    if (!shared) scratch_remove();
-    return 0;
+    return scratch_end("train.store", argv[1], check_failures, shared);
 }

@@ -479,12 +479,5 @@ int main(int argc, char **argv)
         return 77;
     }
     cases[i].fn();
-    if (check_failures) {
-        fprintf(stderr, "transport.security.%s: %d check(s) failed (files kept in %s)\n", argv[1],
-                check_failures, scratch);
-        return 1;
-    }
-    printf("transport.security.%s: all checks passed\n", argv[1]);
-    if (!shared) scratch_remove();
-    return 0;
+    return scratch_end("transport.security", argv[1], check_failures, shared);
 }
